@@ -1,0 +1,14 @@
+//! ember: local LLM inference (llama.cpp) and kernel telemetry (eBPF) from Rust.
+//!
+//! This crate is a facade: it re-exports the ember crates, each behind a feature of the
+//! same concern, and owns the workspace's examples and benchmarks.
+//!
+//! | feature  | crate              | what it gives                                        |
+//! |----------|--------------------|------------------------------------------------------|
+//! | `llama`  | [`ember_llama_sys`] | raw bindings to a statically linked, pinned llama.cpp |
+//! | `probes` | [`ember_probes`]    | eBPF probes, typed kernel events, a process table     |
+
+#[cfg(feature = "llama")]
+pub use ember_llama_sys as llama_sys;
+#[cfg(feature = "probes")]
+pub use ember_probes as probes;
