@@ -1,1 +1,52 @@
-fn main() {}
+//! Build script of ember-llama-sys: a decision list, one line of reason per branch.
+//!
+//! 1. `system` feature        -> link an installed llama.cpp found by pkg-config.
+//! 2. otherwise               -> build the llama.cpp tree (LLAMA_CPP_SRC, the tree packaged in
+//!    this crate, or the workspace's vendor/llama.cpp) with CMake, statically.
+//! 3. in both cases           -> run bindgen over the headers into OUT_DIR.
+//!
+//! It never touches the network. Every environment variable it reads goes through
+//! [`env::var`], which declares it to Cargo.
+
+mod bindings;
+mod cmake;
+mod env;
+mod features;
+mod link;
+mod source;
+mod system;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("\nerror: ember-llama-sys: {message}\n");
+            eprintln!(
+                "(host {}, target {}, ember-llama-sys {})",
+                env::cargo("HOST"),
+                env::cargo("TARGET"),
+                env::cargo("CARGO_PKG_VERSION")
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<(), String> {
+    println!("cargo:rerun-if-changed=build");
+    let selection = features::Selection::from_cargo()?;
+
+    let headers = if selection.system {
+        // An installed llama.cpp decides its own backends; we only link it.
+        system::probe()?
+    } else {
+        let tree = source::locate()?;
+        let built = cmake::build(&tree, &selection)?;
+        link::emit(&built, &selection)?;
+        tree.header_dirs()
+    };
+
+    bindings::generate(&headers)
+}

@@ -1,0 +1,46 @@
+//! bindgen over llama.h and the ggml headers the safe crate needs, into OUT_DIR.
+
+use std::path::PathBuf;
+
+use crate::env;
+
+/// Headers wrapped, in include order.
+const HEADERS: &[&str] = &[
+    "llama.h",
+    "ggml.h",
+    "ggml-cpu.h",
+    "ggml-backend.h",
+    "gguf.h",
+];
+
+pub fn generate(include_dirs: &[PathBuf]) -> Result<(), String> {
+    let out = env::out_dir();
+    for dir in include_dirs {
+        println!("cargo:include={}", dir.display());
+    }
+    let wrapper: String = HEADERS
+        .iter()
+        .map(|h| format!("#include <{h}>\n"))
+        .collect();
+    let builder = bindgen::Builder::default()
+        .header_contents("ember_llama_wrapper.h", &wrapper)
+        .clang_args(include_dirs.iter().map(|d| format!("-I{}", d.display())))
+        .allowlist_function("(llama|ggml|gguf)_.*")
+        .allowlist_type("(llama|ggml|gguf)_.*")
+        .allowlist_var("(LLAMA|GGML|GGUF)_.*")
+        // C enums stay integer constants: a value the C side adds later is not UB in Rust.
+        .default_enum_style(bindgen::EnumVariation::Consts)
+        .derive_default(true)
+        .derive_debug(true)
+        .generate_comments(true)
+        .layout_tests(true);
+    let bindings = builder.generate().map_err(|e| {
+        format!(
+            "bindgen could not parse the llama.cpp headers ({e}).\n\
+             bindgen needs libclang: `apt-get install libclang-dev clang` (or set LIBCLANG_PATH)."
+        )
+    })?;
+    bindings
+        .write_to_file(out.join("bindings.rs"))
+        .map_err(|e| format!("writing {}: {e}", out.join("bindings.rs").display()))
+}

@@ -1,0 +1,192 @@
+//! Cargo features, mapped 1:1 to the official GGML CMake options.
+//!
+//! [`TABLE`] is the single source of that mapping (the crate README shows it for people).
+//! Every option in it is passed explicitly, ON or OFF, so an upstream default that changes
+//! between releases cannot change what we build.
+
+use crate::env;
+
+/// One Cargo feature and the CMake options it turns on (they are OFF when it is off).
+pub struct Feature {
+    pub name: &'static str,
+    pub options: &'static [&'static str],
+}
+
+/// Feature -> CMake options. `native` is the one inverted knob: OFF (the default) means the
+/// portable CPU baseline chosen in [`CpuIsa`].
+pub const TABLE: &[Feature] = &[
+    Feature {
+        name: "native",
+        options: &["GGML_NATIVE"],
+    },
+    Feature {
+        name: "openmp",
+        options: &["GGML_OPENMP"],
+    },
+    Feature {
+        name: "cuda",
+        options: &["GGML_CUDA"],
+    },
+    Feature {
+        name: "vulkan",
+        options: &["GGML_VULKAN"],
+    },
+    Feature {
+        name: "hip",
+        options: &["GGML_HIP"],
+    },
+    Feature {
+        name: "metal",
+        options: &["GGML_METAL", "GGML_METAL_EMBED_LIBRARY"],
+    },
+    Feature {
+        name: "blas",
+        options: &["GGML_BLAS"],
+    },
+];
+
+/// Which instruction set the CPU backend is compiled for.
+///
+/// Today one CPU backend is built per binary. The shape leaves room for the planned runtime
+/// dispatch: build the CPU backend once per [`CpuIsa`] and link them into one static binary,
+/// where upstream's `GGML_CPU_ALL_VARIANTS` needs `GGML_BACKEND_DL` and dlopen'ed `.so` files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CpuIsa {
+    /// Whatever the build machine has (`GGML_NATIVE=ON`): fastest, not portable.
+    Native,
+    /// x86-64-v3 (AVX2, FMA, F16C, BMI2): what every x86 server of the last decade runs.
+    X86_64V3,
+    /// The compiler's default for the target (non-x86 targets).
+    TargetDefault,
+}
+
+impl CpuIsa {
+    /// CMake options that pin this instruction set, passed explicitly so the result does not
+    /// depend on upstream defaults (which turn AVX off when `SOURCE_DATE_EPOCH` is set).
+    pub fn options(self) -> Vec<(&'static str, &'static str)> {
+        const V3_ON: &[&str] = &[
+            "GGML_SSE42",
+            "GGML_AVX",
+            "GGML_AVX2",
+            "GGML_BMI2",
+            "GGML_FMA",
+            "GGML_F16C",
+        ];
+        const V3_OFF: &[&str] = &[
+            "GGML_AVX_VNNI",
+            "GGML_AVX512",
+            "GGML_AVX512_VBMI",
+            "GGML_AVX512_VNNI",
+            "GGML_AVX512_BF16",
+            "GGML_AMX_TILE",
+            "GGML_AMX_INT8",
+            "GGML_AMX_BF16",
+        ];
+        match self {
+            CpuIsa::Native | CpuIsa::TargetDefault => Vec::new(),
+            CpuIsa::X86_64V3 => V3_ON
+                .iter()
+                .map(|o| (*o, "ON"))
+                .chain(V3_OFF.iter().map(|o| (*o, "OFF")))
+                .collect(),
+        }
+    }
+}
+
+/// The features Cargo enabled, validated.
+pub struct Selection {
+    /// Link an installed llama.cpp instead of building one.
+    pub system: bool,
+    pub openmp: bool,
+    pub cuda: bool,
+    pub vulkan: bool,
+    pub hip: bool,
+    pub metal: bool,
+    pub blas: bool,
+    pub cpu: CpuIsa,
+}
+
+impl Selection {
+    pub fn from_cargo() -> Result<Selection, String> {
+        let enabled: Vec<&str> = TABLE
+            .iter()
+            .map(|f| f.name)
+            .filter(|n| env::feature(n))
+            .collect();
+        let system = env::feature("system");
+        if system && !enabled.is_empty() {
+            return Err(format!(
+                "feature `system` cannot be combined with {}: an installed llama.cpp was built with \
+                 its backends already chosen. Drop `system` to build llama.cpp here with those \
+                 features, or drop them to link the installed library.",
+                list(&enabled)
+            ));
+        }
+        let on = |name: &str| enabled.contains(&name);
+        if on("cuda") && on("hip") {
+            return Err(
+                "features `cuda` and `hip` cannot be combined: ggml builds its HIP backend \
+                        from the CUDA sources, one of them per build. Enable one."
+                    .into(),
+            );
+        }
+        let os = env::target_os();
+        if on("metal") && os != "macos" && os != "ios" {
+            return Err(format!(
+                "feature `metal` needs an Apple target, but the target OS is `{os}`. \
+                 Use `vulkan`, `cuda` or `hip` for GPUs on this target."
+            ));
+        }
+        let cpu = if on("native") {
+            CpuIsa::Native
+        } else if env::target_arch() == "x86_64" {
+            CpuIsa::X86_64V3
+        } else {
+            CpuIsa::TargetDefault
+        };
+        Ok(Selection {
+            system,
+            openmp: on("openmp"),
+            cuda: on("cuda"),
+            vulkan: on("vulkan"),
+            hip: on("hip"),
+            metal: on("metal"),
+            blas: on("blas"),
+            cpu,
+        })
+    }
+
+    /// `(option, ON|OFF)` for every row of [`TABLE`].
+    pub fn table_options(&self) -> Vec<(&'static str, &'static str)> {
+        TABLE
+            .iter()
+            .flat_map(|f| {
+                let value = if env::feature(f.name) { "ON" } else { "OFF" };
+                f.options.iter().map(move |o| (*o, value))
+            })
+            .collect()
+    }
+
+    /// ggml backend libraries this selection builds, besides the CPU one.
+    pub fn gpu_backends(&self) -> Vec<&'static str> {
+        [
+            (self.cuda, "cuda"),
+            (self.hip, "hip"),
+            (self.vulkan, "vulkan"),
+            (self.metal, "metal"),
+            (self.blas, "blas"),
+        ]
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, name)| *name)
+        .collect()
+    }
+}
+
+fn list(names: &[&str]) -> String {
+    names
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -1,0 +1,188 @@
+//! Link directives for the static libraries the CMake build made, in dependency order, and
+//! for the runtimes they need. Libraries are named one by one: no globbing of `*.a`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::cmake::Built;
+use crate::env;
+use crate::features::Selection;
+
+pub fn emit(built: &Built, selection: &Selection) -> Result<(), String> {
+    // Dependents get DEP_LLAMA_LIB_DIR / DEP_LLAMA_ROOT through `links = "llama"`.
+    println!("cargo:lib_dir={}", built.build_dir.display());
+    println!("cargo:root={}", built.build_dir.display());
+
+    // Users first, providers last: libllama -> libggml (backend registry) -> each backend ->
+    // the CPU backend -> libggml-base (tensors, gguf, allocator).
+    let mut libs = vec![
+        ("llama", "src".to_string()),
+        ("ggml", "ggml/src".to_string()),
+    ];
+    for backend in selection.gpu_backends() {
+        libs.push((backend_lib(backend), format!("ggml/src/ggml-{backend}")));
+    }
+    libs.push(("ggml-cpu", "ggml/src".to_string()));
+    libs.push(("ggml-base", "ggml/src".to_string()));
+
+    for (name, hint) in &libs {
+        let dir = find_static_lib(&built.build_dir, name, hint)?;
+        println!("cargo:rustc-link-search=native={}", dir.display());
+        println!("cargo:rustc-link-lib=static={name}");
+    }
+
+    backend_runtimes(selection)?;
+    cxx_runtime()?;
+    if selection.openmp {
+        openmp_runtime()?;
+    }
+    Ok(())
+}
+
+fn backend_lib(backend: &str) -> &'static str {
+    match backend {
+        "cuda" => "ggml-cuda",
+        "hip" => "ggml-hip",
+        "vulkan" => "ggml-vulkan",
+        "metal" => "ggml-metal",
+        "blas" => "ggml-blas",
+        _ => unreachable!("unknown backend {backend}"),
+    }
+}
+
+/// `lib<name>.a` is in `<build>/<hint>` for the pinned tree; other trees may place it one level
+/// deeper, so look there too before giving up with the paths tried.
+fn find_static_lib(build_dir: &Path, name: &str, hint: &str) -> Result<PathBuf, String> {
+    let file = format!("lib{name}.a");
+    let candidates = [
+        build_dir.join(hint),
+        build_dir.join(hint).join(format!("{name}")),
+        build_dir.join("ggml/src").join(name),
+        build_dir.join("lib"),
+    ];
+    candidates
+        .iter()
+        .find(|dir| dir.join(&file).is_file())
+        .cloned()
+        .ok_or_else(|| {
+            format!(
+                "the CMake build finished but {file} is not where expected (looked in {}).\n\
+                 If LLAMA_CPP_SRC points at a different llama.cpp version, its layout may differ \
+                 from the pinned tree's; use the pinned tree (unset LLAMA_CPP_SRC).",
+                candidates
+                    .iter()
+                    .map(|c| c.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })
+}
+
+/// Runtimes of GPU backends. Vendor libraries are static where the vendor ships them static;
+/// what the host provides (the CUDA driver, the Vulkan loader, ROCm) stays dynamic.
+fn backend_runtimes(selection: &Selection) -> Result<(), String> {
+    if selection.cuda {
+        let root = env::var(env::CUDA_PATH).unwrap_or_else(|| "/usr/local/cuda".into());
+        for sub in ["lib64", "lib", "lib64/stubs", "lib/stubs"] {
+            let dir = Path::new(&root).join(sub);
+            if dir.is_dir() {
+                println!("cargo:rustc-link-search=native={}", dir.display());
+            }
+        }
+        for lib in [
+            "cublas_static",
+            "cublasLt_static",
+            "cudart_static",
+            "culibos",
+        ] {
+            println!("cargo:rustc-link-lib=static={lib}");
+        }
+        println!("cargo:rustc-link-lib=dylib=cuda");
+        for lib in ["dl", "rt", "pthread"] {
+            println!("cargo:rustc-link-lib=dylib={lib}");
+        }
+    }
+    if selection.hip {
+        for lib in ["hipblas", "rocblas", "amdhip64"] {
+            println!("cargo:rustc-link-lib=dylib={lib}");
+        }
+    }
+    if selection.vulkan {
+        println!("cargo:rustc-link-lib=dylib=vulkan");
+    }
+    if selection.blas {
+        let vendor = env::var(env::BLAS_VENDOR).unwrap_or_else(|| "OpenBLAS".into());
+        let lib = match vendor.as_str() {
+            "OpenBLAS" => "openblas",
+            "FLAME" => "blis",
+            "Intel10_64lp" | "Intel10_64lp_seq" => "mkl_rt",
+            other => {
+                return Err(format!(
+                    "{}={other}: ember does not know which library to link for this vendor; \
+                     use OpenBLAS, FLAME or Intel10_64lp",
+                    env::BLAS_VENDOR
+                ))
+            }
+        };
+        println!("cargo:rustc-link-lib=dylib={lib}");
+    }
+    if selection.metal {
+        for framework in ["Foundation", "Metal", "MetalKit"] {
+            println!("cargo:rustc-link-lib=framework={framework}");
+        }
+    }
+    Ok(())
+}
+
+/// The C++ standard library llama.cpp needs: static when the C runtime is (`crt-static`) or
+/// when EMBER_LLAMA_STATIC_STDCXX=1 asks for it, so the binary has no libstdc++.so dependency.
+fn cxx_runtime() -> Result<(), String> {
+    let os = env::target_os();
+    if os == "macos" || os == "ios" {
+        println!("cargo:rustc-link-lib=dylib=c++");
+        return Ok(());
+    }
+    let forced = env::var(env::STATIC_STDCXX).is_some_and(|v| v == "1");
+    if env::crt_static() || forced {
+        add_search_path_of("libstdc++.a")?;
+        println!("cargo:rustc-link-lib=static=stdc++");
+    } else {
+        println!("cargo:rustc-link-lib=dylib=stdc++");
+    }
+    Ok(())
+}
+
+/// GNU OpenMP, static with `crt-static` like the C++ runtime.
+fn openmp_runtime() -> Result<(), String> {
+    if env::crt_static() {
+        add_search_path_of("libgomp.a")?;
+        println!("cargo:rustc-link-lib=static=gomp");
+    } else {
+        println!("cargo:rustc-link-lib=dylib=gomp");
+    }
+    Ok(())
+}
+
+/// The folder of a compiler runtime archive, as the C++ compiler reports it.
+fn add_search_path_of(file: &str) -> Result<(), String> {
+    let cxx = env::var("CXX").unwrap_or_else(|| "c++".into());
+    let output = Command::new(&cxx)
+        .arg(format!("-print-file-name={file}"))
+        .output()
+        .map_err(|e| {
+            format!(
+                "could not run `{cxx}` to find {file}: {e}. Install g++ (`apt-get install g++`)."
+            )
+        })?;
+    let path = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+    if !path.is_absolute() || !path.is_file() {
+        return Err(format!(
+            "a static link needs {file}, but `{cxx} -print-file-name={file}` did not find it.\n\
+             Install the static runtime (Debian/Ubuntu: `apt-get install libstdc++-12-dev libgcc-12-dev`)."
+        ));
+    }
+    if let Some(dir) = path.parent() {
+        println!("cargo:rustc-link-search=native={}", dir.display());
+    }
+    Ok(())
+}
