@@ -1,0 +1,656 @@
+//! The builder, the running [`Handle`], and the poller thread behind it.
+
+use std::cell::RefCell;
+use std::mem::MaybeUninit;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, RingBufferBuilder};
+
+use crate::error::{Error, Result};
+use crate::event::Event;
+use crate::skel::{ProbesSkel, ProbesSkelBuilder};
+use crate::sys;
+use crate::table::ProcessTable;
+
+const HIST_SLOTS: usize = 32;
+const COUNTER_DROPS: u32 = 0;
+const COUNTER_EVENTS: u32 = 1;
+const COUNTER_WAKEUPS: u32 = 2;
+
+/// Where the process table and events come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Mode {
+    /// BPF programs on kernel tracepoints (needs root or CAP_BPF + CAP_PERFMON, and BTF).
+    #[default]
+    Bpf,
+    /// Polling `/proc`, for hosts without BPF: the same [`ProcessTable`], but no events, no
+    /// exit codes and no histograms. Chosen explicitly, never as a silent fallback.
+    Procfs,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Bpf => "bpf",
+            Mode::Procfs => "procfs",
+        }
+    }
+}
+
+/// The latency histograms kept in per-CPU BPF maps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HistogramKind {
+    /// Time from wakeup (or preemption) to running on a CPU.
+    RunQueue,
+    /// Time from issue to completion of block I/O requests.
+    BlockIo,
+}
+
+/// A log2 histogram of latencies in microseconds, summed over CPUs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Histogram {
+    /// `slots[i]` counts latencies in `[2^i, 2^(i+1))` µs; slot 0 also counts those under 1 µs.
+    pub slots: [u64; HIST_SLOTS],
+}
+
+impl Histogram {
+    /// Number of samples.
+    pub fn count(&self) -> u64 {
+        self.slots.iter().sum()
+    }
+
+    /// `(low_us, high_us, count)` for each non-empty slot.
+    pub fn buckets(&self) -> impl Iterator<Item = (u64, u64, u64)> + '_ {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, &c)| c > 0)
+            .map(|(i, &c)| {
+                let low = if i == 0 { 0 } else { 1u64 << i };
+                (low, (1u64 << (i + 1)) - 1, c)
+            })
+    }
+}
+
+/// Counters of the event pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Stats {
+    /// Records the kernel could not write because the ring buffer was full.
+    pub ring_drops: u64,
+    /// Events dropped because the bounded channel was full (the reader was too slow).
+    pub channel_drops: u64,
+    /// Records the kernel submitted.
+    pub submitted: u64,
+    /// Records submitted with a forced wakeup of the consumer (fill threshold crossed).
+    pub wakeups: u64,
+    /// Records the consumer read.
+    pub received: u64,
+}
+
+/// Chooses probes and settings; [`start`](Builder::start) loads and attaches them.
+///
+/// Defaults: process lifecycle (exec, fork, exit) and OOM kills on; TCP, run-queue and block I/O
+/// off; 8 MiB ring buffer, wakeup at 256 KiB unread, 10 ms poll timer, a channel of 65 536 events.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct Builder {
+    mode: Mode,
+    process: bool,
+    oom: bool,
+    tcp: bool,
+    runq: bool,
+    block: bool,
+    ring_bytes: u32,
+    wakeup_bytes: u64,
+    poll_interval: Duration,
+    channel_capacity: usize,
+    events: bool,
+    sample_interval: Duration,
+    retention: Duration,
+    max_exited: usize,
+    proc_root: PathBuf,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder {
+            mode: Mode::Bpf,
+            process: true,
+            oom: true,
+            tcp: false,
+            runq: false,
+            block: false,
+            ring_bytes: 8 << 20,
+            wakeup_bytes: 256 << 10,
+            poll_interval: Duration::from_millis(10),
+            channel_capacity: 65_536,
+            events: true,
+            sample_interval: Duration::from_secs(1),
+            retention: Duration::from_secs(60),
+            max_exited: 16_384,
+            proc_root: PathBuf::from("/proc"),
+        }
+    }
+}
+
+impl Builder {
+    /// The defaults (see the type's docs).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// BPF (default) or `/proc` polling.
+    pub fn mode(mut self, mode: Mode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// Exec, fork and exit events (on by default). The process table follows them in BPF mode.
+    pub fn process(mut self, on: bool) -> Self {
+        self.process = on;
+        self
+    }
+
+    /// OOM-kill events (on by default).
+    pub fn oom(mut self, on: bool) -> Self {
+        self.oom = on;
+        self
+    }
+
+    /// TCP connection lifetime events.
+    pub fn tcp(mut self, on: bool) -> Self {
+        self.tcp = on;
+        self
+    }
+
+    /// The run-queue latency histogram.
+    pub fn run_queue_latency(mut self, on: bool) -> Self {
+        self.runq = on;
+        self
+    }
+
+    /// The block I/O latency histogram.
+    pub fn block_io_latency(mut self, on: bool) -> Self {
+        self.block = on;
+        self
+    }
+
+    /// Ring-buffer size in bytes: a power of two, at least one page.
+    pub fn ring_buffer_size(mut self, bytes: u32) -> Self {
+        self.ring_bytes = bytes;
+        self
+    }
+
+    /// Wake the consumer when this many bytes are unread; below it, the poll timer picks records
+    /// up. `0` wakes it on every record (the kernel's default policy, ~20 µs per record in a VM).
+    pub fn wakeup_threshold(mut self, bytes: u64) -> Self {
+        self.wakeup_bytes = bytes;
+        self
+    }
+
+    /// How often the consumer reads the ring buffer without a wakeup (default 10 ms).
+    pub fn poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = interval;
+        self
+    }
+
+    /// Capacity of the event channel; when it is full, events are dropped and counted.
+    pub fn channel_capacity(mut self, events: usize) -> Self {
+        self.channel_capacity = events;
+        self
+    }
+
+    /// Whether to deliver events on the channel at all (on by default). Off, they only feed the
+    /// process table.
+    pub fn events(mut self, on: bool) -> Self {
+        self.events = on;
+        self
+    }
+
+    /// How often CPU % and RSS are sampled, and `/proc` is polled in procfs mode (default 1 s).
+    pub fn sample_interval(mut self, interval: Duration) -> Self {
+        self.sample_interval = interval;
+        self
+    }
+
+    /// How long exited processes stay in the table (default 60 s), and at most how many.
+    pub fn exited_retention(mut self, time: Duration, max: usize) -> Self {
+        self.retention = time;
+        self.max_exited = max;
+        self
+    }
+
+    fn validate(&self) -> Result<()> {
+        let page = crate::event::page_size();
+        if !self.ring_bytes.is_power_of_two() || u64::from(self.ring_bytes) < page {
+            return Err(Error::InvalidConfig {
+                name: "ring_buffer_size",
+                reason: format!(
+                    "{} is not a power of two of at least {page}",
+                    self.ring_bytes
+                ),
+            });
+        }
+        if self.wakeup_bytes >= u64::from(self.ring_bytes) {
+            return Err(Error::InvalidConfig {
+                name: "wakeup_threshold",
+                reason: format!(
+                    "{} must be below the ring-buffer size {}",
+                    self.wakeup_bytes, self.ring_bytes
+                ),
+            });
+        }
+        if self.poll_interval.is_zero() || self.sample_interval.is_zero() {
+            return Err(Error::InvalidConfig {
+                name: "poll_interval/sample_interval",
+                reason: "must be above zero".into(),
+            });
+        }
+        if self.channel_capacity == 0 {
+            return Err(Error::InvalidConfig {
+                name: "channel_capacity",
+                reason: "is 0".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks capabilities and BTF, loads and attaches the chosen programs (or, in procfs mode,
+    /// reads `/proc`), seeds the process table, and starts the poller thread.
+    pub fn start(self) -> Result<Handle> {
+        self.validate()?;
+        if self.mode == Mode::Bpf {
+            sys::preflight()?;
+        }
+        let (tx, rx) = crossbeam_channel::bounded(self.channel_capacity);
+        let shared = Arc::new(Shared {
+            table: Mutex::new(ProcessTable::new(
+                self.proc_root.clone(),
+                self.retention,
+                self.max_exited,
+            )),
+            stop: AtomicBool::new(false),
+            channel_drops: AtomicU64::new(0),
+            received: AtomicU64::new(0),
+        });
+        let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
+        let thread_shared = Arc::clone(&shared);
+        let mode = self.mode;
+        let thread = std::thread::Builder::new()
+            .name("ember-probes".into())
+            .spawn(move || {
+                let tx = self.events.then_some(tx);
+                match self.mode {
+                    Mode::Bpf => run_bpf(&self, &thread_shared, tx, &ready_tx),
+                    Mode::Procfs => run_procfs(&self, &thread_shared, &ready_tx),
+                }
+            })
+            .map_err(Error::Thread)?;
+        match ready_rx.recv() {
+            Ok(Ok(maps)) => Ok(Handle {
+                rx,
+                shared,
+                maps,
+                mode,
+                thread: Some(thread),
+            }),
+            Ok(Err(err)) => {
+                let _ = thread.join();
+                Err(err)
+            }
+            Err(_) => Err(join_error(thread)),
+        }
+    }
+}
+
+fn join_error(thread: JoinHandle<Result<()>>) -> Error {
+    match thread.join() {
+        Ok(Err(err)) => err,
+        Ok(Ok(())) => Error::Poller("stopped before it was ready".into()),
+        Err(_) => Error::Poller("panicked".into()),
+    }
+}
+
+struct Shared {
+    table: Mutex<ProcessTable>,
+    stop: AtomicBool,
+    channel_drops: AtomicU64,
+    received: AtomicU64,
+}
+
+impl Shared {
+    fn table(&self) -> MutexGuard<'_, ProcessTable> {
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Duplicated descriptors of the maps user space reads while the programs run.
+struct Maps {
+    counters: MapHandle,
+    hists: MapHandle,
+}
+
+/// Running probes. Dropping it (or [`stop`](Handle::stop)) detaches the programs.
+pub struct Handle {
+    rx: Receiver<Event>,
+    shared: Arc<Shared>,
+    maps: Option<Maps>,
+    mode: Mode,
+    thread: Option<JoinHandle<Result<()>>>,
+}
+
+impl std::fmt::Debug for Handle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handle")
+            .field("mode", &self.mode)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Handle {
+    /// The event stream, a bounded channel. It yields nothing in procfs mode.
+    pub fn events(&self) -> &Receiver<Event> {
+        &self.rx
+    }
+
+    /// The mode the probes run in.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// A copy of the process table as it is now.
+    pub fn table(&self) -> ProcessTable {
+        self.shared.table().clone()
+    }
+
+    /// Runs `f` on the live process table (the poller waits meanwhile; keep it short).
+    pub fn with_table<R>(&self, f: impl FnOnce(&ProcessTable) -> R) -> R {
+        f(&self.shared.table())
+    }
+
+    /// Drop and event counters, read now.
+    pub fn stats(&self) -> Result<Stats> {
+        let mut stats = Stats {
+            channel_drops: self.shared.channel_drops.load(Ordering::Relaxed),
+            received: self.shared.received.load(Ordering::Relaxed),
+            ..Stats::default()
+        };
+        if let Some(maps) = &self.maps {
+            stats.ring_drops = sum_counter(&maps.counters, COUNTER_DROPS)?;
+            stats.submitted = sum_counter(&maps.counters, COUNTER_EVENTS)?;
+            stats.wakeups = sum_counter(&maps.counters, COUNTER_WAKEUPS)?;
+        }
+        Ok(stats)
+    }
+
+    /// A latency histogram, summed over CPUs, read now. Counts only what the builder enabled.
+    pub fn histogram(&self, kind: HistogramKind) -> Result<Histogram> {
+        let maps = self.maps.as_ref().ok_or(Error::Unsupported {
+            what: "histograms",
+            mode: self.mode.name(),
+        })?;
+        let key: u32 = match kind {
+            HistogramKind::RunQueue => 0,
+            HistogramKind::BlockIo => 1,
+        };
+        let per_cpu = maps
+            .hists
+            .lookup_percpu(&key.to_ne_bytes(), MapFlags::ANY)
+            .map_err(|e| Error::Map {
+                map: "hists",
+                message: e.to_string(),
+            })?
+            .unwrap_or_default();
+        let mut hist = Histogram {
+            slots: [0; HIST_SLOTS],
+        };
+        for cpu in per_cpu {
+            for (slot, chunk) in hist.slots.iter_mut().zip(cpu.chunks_exact(8)) {
+                *slot += u64::from_ne_bytes(chunk.try_into().unwrap_or([0; 8]));
+            }
+        }
+        Ok(hist)
+    }
+
+    /// Stops the poller and detaches the programs, reporting a failure of the poller thread.
+    /// Events already read stay in the channel.
+    pub fn stop(mut self) -> Result<()> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Result<()> {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        match self.thread.take().map(JoinHandle::join) {
+            None | Some(Ok(Ok(()))) => Ok(()),
+            Some(Ok(Err(err))) => Err(err),
+            Some(Err(_)) => Err(Error::Poller("panicked".into())),
+        }
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}
+
+fn sum_counter(map: &MapHandle, key: u32) -> Result<u64> {
+    let per_cpu = map
+        .lookup_percpu(&key.to_ne_bytes(), MapFlags::ANY)
+        .map_err(|e| Error::Map {
+            map: "counters",
+            message: e.to_string(),
+        })?
+        .unwrap_or_default();
+    Ok(per_cpu
+        .iter()
+        .filter_map(|v| v.get(..8)?.try_into().ok().map(u64::from_ne_bytes))
+        .sum())
+}
+
+fn load_error(err: &libbpf_rs::Error) -> Error {
+    Error::Load {
+        message: sys::libbpf_message(err),
+    }
+}
+
+type Ready = Sender<Result<Option<Maps>>>;
+
+fn open_and_load<'obj>(
+    cfg: &Builder,
+    storage: &'obj mut MaybeUninit<libbpf_rs::OpenObject>,
+) -> Result<ProbesSkel<'obj>> {
+    let mut open = ProbesSkelBuilder::default()
+        .open(storage)
+        .map_err(|e| load_error(&e))?;
+    open.maps
+        .events
+        .set_max_entries(cfg.ring_bytes)
+        .map_err(|e| load_error(&e))?;
+    if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
+        rodata.wakeup_bytes = cfg.wakeup_bytes;
+    }
+    let progs = &mut open.progs;
+    progs.handle_exec.set_autoload(cfg.process);
+    progs.handle_fork.set_autoload(cfg.process);
+    progs.handle_exit.set_autoload(cfg.process);
+    progs.handle_oom.set_autoload(cfg.oom);
+    progs.handle_set_state.set_autoload(cfg.tcp);
+    progs.handle_wakeup.set_autoload(cfg.runq);
+    progs.handle_wakeup_new.set_autoload(cfg.runq);
+    progs.handle_switch.set_autoload(cfg.runq);
+    progs.handle_rq_issue.set_autoload(cfg.block);
+    progs.handle_rq_complete.set_autoload(cfg.block);
+    open.load().map_err(|e| load_error(&e))
+}
+
+fn run_bpf(cfg: &Builder, shared: &Shared, tx: Option<Sender<Event>>, ready: &Ready) -> Result<()> {
+    sys::capture_libbpf_log();
+    sys::clear_libbpf_log();
+    let mut storage = MaybeUninit::uninit();
+    let skel = match open_and_load(cfg, &mut storage) {
+        Ok(skel) => skel,
+        Err(err) => {
+            let _ = ready.send(Err(err));
+            return Ok(());
+        }
+    };
+    let mut links: Vec<Link> = Vec::new();
+    for prog in skel.object().progs_mut() {
+        if !prog.autoload() {
+            continue;
+        }
+        sys::clear_libbpf_log();
+        match prog.attach() {
+            Ok(link) => links.push(link),
+            Err(err) => {
+                let program = prog.name().to_string_lossy().into_owned();
+                let _ = ready.send(Err(Error::Attach {
+                    program,
+                    message: sys::libbpf_message(&err),
+                }));
+                return Ok(());
+            }
+        }
+    }
+    let maps = (|| -> Result<Maps> {
+        Ok(Maps {
+            counters: MapHandle::try_from(&skel.maps.counters).map_err(|e| load_error(&e))?,
+            hists: MapHandle::try_from(&skel.maps.hists).map_err(|e| load_error(&e))?,
+        })
+    })();
+    let maps = match maps {
+        Ok(m) => m,
+        Err(err) => {
+            let _ = ready.send(Err(err));
+            return Ok(());
+        }
+    };
+
+    // The callback only parses; events are applied and sent in batches after each poll.
+    let batch: Rc<RefCell<Vec<Event>>> = Rc::new(RefCell::new(Vec::with_capacity(4096)));
+    let sink = Rc::clone(&batch);
+    let mut rb = RingBufferBuilder::new();
+    rb.add(&skel.maps.events, move |data: &[u8]| {
+        if let Some(ev) = Event::parse(data) {
+            sink.borrow_mut().push(ev);
+        }
+        0
+    })
+    .map_err(|e| load_error(&e))?;
+    let rb = match rb.build() {
+        Ok(rb) => rb,
+        Err(err) => {
+            let _ = ready.send(Err(load_error(&err)));
+            return Ok(());
+        }
+    };
+
+    // Seed after attaching, so no process falls between the /proc scan and the first event.
+    if let Err(source) = shared.table().scan_procfs(false) {
+        let _ = ready.send(Err(Error::Procfs {
+            path: cfg.proc_root.clone(),
+            source,
+        }));
+        return Ok(());
+    }
+    shared.table().sample(true);
+    let _ = ready.send(Ok(Some(maps)));
+
+    let mut next_sample = Instant::now() + cfg.sample_interval;
+    loop {
+        let stopping = shared.stop.load(Ordering::Relaxed);
+        if !stopping {
+            retry_eintr(rb.poll(cfg.poll_interval))?;
+        }
+        // poll() returns on a wakeup or on the timer; consume() reads whatever is there.
+        retry_eintr(rb.consume())?;
+        let events = std::mem::take(&mut *batch.borrow_mut());
+        deliver(shared, tx.as_ref(), events);
+        if Instant::now() >= next_sample {
+            shared.table().sample(true);
+            next_sample = Instant::now() + cfg.sample_interval;
+        }
+        if stopping {
+            break;
+        }
+    }
+    drop(links);
+    Ok(())
+}
+
+/// A signal interrupting epoll_wait (EINTR) is not an error: the loop just polls again.
+fn retry_eintr(res: libbpf_rs::Result<()>) -> Result<()> {
+    match res {
+        Err(e) if e.kind() != libbpf_rs::ErrorKind::Interrupted => {
+            Err(Error::Poller(e.to_string()))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn deliver(shared: &Shared, tx: Option<&Sender<Event>>, events: Vec<Event>) {
+    if events.is_empty() {
+        return;
+    }
+    shared
+        .received
+        .fetch_add(events.len() as u64, Ordering::Relaxed);
+    {
+        let mut table = shared.table();
+        for ev in &events {
+            table.apply(ev);
+        }
+    }
+    let Some(tx) = tx else { return };
+    for ev in events {
+        match tx.try_send(ev) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                shared.channel_drops.fetch_add(1, Ordering::Relaxed);
+            }
+            // Nobody listens any more: keep feeding the table.
+            Err(TrySendError::Disconnected(_)) => {}
+        }
+    }
+}
+
+fn run_procfs(cfg: &Builder, shared: &Shared, ready: &Ready) -> Result<()> {
+    let seeded = {
+        let mut table = shared.table();
+        table.scan_procfs(true).map(|()| table.sample(false))
+    };
+    if let Err(source) = seeded {
+        let _ = ready.send(Err(Error::Procfs {
+            path: cfg.proc_root.clone(),
+            source,
+        }));
+        return Ok(());
+    }
+    let _ = ready.send(Ok(None));
+    let tick = cfg.sample_interval.min(Duration::from_millis(50));
+    let mut next = Instant::now() + cfg.sample_interval;
+    while !shared.stop.load(Ordering::Relaxed) {
+        std::thread::sleep(tick);
+        if Instant::now() < next {
+            continue;
+        }
+        let mut table = shared.table();
+        table.scan_procfs(true).map_err(|source| Error::Procfs {
+            path: cfg.proc_root.clone(),
+            source,
+        })?;
+        table.sample(false);
+        next = Instant::now() + cfg.sample_interval;
+    }
+    Ok(())
+}

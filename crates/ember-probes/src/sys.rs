@@ -1,0 +1,183 @@
+//! Checks made before loading anything (capabilities, BTF, kernel release), libbpf's log, clocks.
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::sync::{Mutex, Once};
+
+use libbpf_rs::PrintLevel;
+
+use crate::error::{Error, Result};
+
+const CAP_SYS_ADMIN: u32 = 21;
+const CAP_PERFMON: u32 = 38;
+const CAP_BPF: u32 = 39;
+
+/// The oldest kernel with the BPF ring buffer and `bpf_ringbuf_query`.
+const MIN_KERNEL: (u32, u32) = (5, 8);
+const MIN_KERNEL_STR: &str = "5.8";
+/// CAP_BPF and CAP_PERFMON exist from this release; before it only CAP_SYS_ADMIN will do.
+const CAP_BPF_KERNEL: (u32, u32) = (5, 8);
+
+pub(crate) const BTF_PATH: &str = "/sys/kernel/btf/vmlinux";
+
+/// Everything that must hold before libbpf is asked to load the programs.
+pub(crate) fn preflight() -> Result<()> {
+    let release =
+        std::fs::read_to_string("/proc/sys/kernel/osrelease").map_err(|source| Error::Procfs {
+            path: "/proc/sys/kernel/osrelease".into(),
+            source,
+        })?;
+    let release = release.trim().to_owned();
+    let version = parse_release(&release).unwrap_or((0, 0));
+    if version < MIN_KERNEL {
+        return Err(Error::KernelTooOld {
+            found: release,
+            required: MIN_KERNEL_STR,
+        });
+    }
+    if !Path::new(BTF_PATH).exists() {
+        return Err(Error::NoBtf {
+            path: BTF_PATH.into(),
+        });
+    }
+    let caps = effective_caps()?;
+    check_caps(caps, version >= CAP_BPF_KERNEL)
+}
+
+fn check_caps(caps: u64, has_cap_bpf: bool) -> Result<()> {
+    let has = |cap: u32| caps & (1u64 << cap) != 0;
+    if has(CAP_SYS_ADMIN) {
+        return Ok(());
+    }
+    if !has_cap_bpf {
+        return Err(Error::MissingCapability {
+            name: "CAP_SYS_ADMIN",
+            hint: "kernels before 5.8 need it to load BPF programs; run as root",
+        });
+    }
+    if !has(CAP_BPF) {
+        return Err(Error::MissingCapability {
+            name: "CAP_BPF",
+            hint: "needed to create BPF maps and programs; run as root or grant CAP_BPF",
+        });
+    }
+    if !has(CAP_PERFMON) {
+        return Err(Error::MissingCapability {
+            name: "CAP_PERFMON",
+            hint: "needed to load and attach tracing programs; run as root or grant CAP_PERFMON",
+        });
+    }
+    Ok(())
+}
+
+/// `CapEff` of this process, from `/proc/self/status`.
+fn effective_caps() -> Result<u64> {
+    let path = "/proc/self/status";
+    let status = std::fs::read_to_string(path).map_err(|source| Error::Procfs {
+        path: path.into(),
+        source,
+    })?;
+    Ok(status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0))
+}
+
+/// `"6.18.4-foo"` -> `(6, 18)`.
+fn parse_release(release: &str) -> Option<(u32, u32)> {
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((major, minor))
+}
+
+/// The last lines libbpf printed, kept to explain a load or attach failure.
+static LIBBPF_LOG: Mutex<VecDeque<String>> = Mutex::new(VecDeque::new());
+const LOG_LINES: usize = 40;
+
+fn on_libbpf_print(level: PrintLevel, msg: String) {
+    if level == PrintLevel::Debug {
+        return;
+    }
+    let mut log = LIBBPF_LOG.lock().unwrap_or_else(|e| e.into_inner());
+    for line in msg.lines() {
+        if log.len() == LOG_LINES {
+            log.pop_front();
+        }
+        log.push_back(line.to_owned());
+    }
+}
+
+/// Routes libbpf's messages into [`LIBBPF_LOG`] instead of stderr (libraries stay silent).
+pub(crate) fn capture_libbpf_log() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        libbpf_rs::set_print(Some((PrintLevel::Info, on_libbpf_print)));
+    });
+}
+
+/// Clears the captured log, so that a later failure shows only its own lines.
+pub(crate) fn clear_libbpf_log() {
+    LIBBPF_LOG.lock().unwrap_or_else(|e| e.into_inner()).clear();
+}
+
+/// `err` followed by what libbpf logged.
+pub(crate) fn libbpf_message(err: &libbpf_rs::Error) -> String {
+    let log = LIBBPF_LOG.lock().unwrap_or_else(|e| e.into_inner());
+    if log.is_empty() {
+        err.to_string()
+    } else {
+        let lines: Vec<&str> = log.iter().map(String::as_str).collect();
+        format!("{err}\nlibbpf log:\n{}", lines.join("\n"))
+    }
+}
+
+/// `CLOCK_MONOTONIC` now, in nanoseconds (the clock of `bpf_ktime_get_ns`).
+pub(crate) fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64).saturating_mul(1_000_000_000) + ts.tv_nsec as u64
+}
+
+/// Clock ticks per second, the unit of CPU times in `/proc/<pid>/stat`.
+pub(crate) fn clock_ticks() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    u64::try_from(hz).ok().filter(|&h| h > 0).unwrap_or(100)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn releases_parse() {
+        assert_eq!(parse_release("6.18.44-fc-v669"), Some((6, 18)));
+        assert_eq!(parse_release("5.8.0"), Some((5, 8)));
+        assert_eq!(parse_release("garbage"), None);
+    }
+
+    #[test]
+    fn missing_capabilities_are_named() {
+        let bpf_only = 1u64 << CAP_BPF;
+        match check_caps(bpf_only, true) {
+            Err(Error::MissingCapability { name, .. }) => assert_eq!(name, "CAP_PERFMON"),
+            other => panic!("expected CAP_PERFMON missing, got {other:?}"),
+        }
+        match check_caps(0, true) {
+            Err(Error::MissingCapability { name, .. }) => assert_eq!(name, "CAP_BPF"),
+            other => panic!("expected CAP_BPF missing, got {other:?}"),
+        }
+        match check_caps(bpf_only | 1 << CAP_PERFMON, false) {
+            Err(Error::MissingCapability { name, .. }) => assert_eq!(name, "CAP_SYS_ADMIN"),
+            other => panic!("expected CAP_SYS_ADMIN missing, got {other:?}"),
+        }
+        assert!(check_caps(1 << CAP_SYS_ADMIN, true).is_ok());
+        assert!(check_caps(bpf_only | 1 << CAP_PERFMON, true).is_ok());
+    }
+}
