@@ -556,7 +556,16 @@ fn run_bpf(cfg: &Builder, shared: &Shared, tx: Option<Sender<Event>>, ready: &Re
     };
 
     // Seed after attaching, so no process falls between the /proc scan and the first event.
-    if let Err(source) = shared.table().scan_procfs(false) {
+    // Without /proc (a bare chroot) the table starts empty and learns from events only.
+    let seeded = {
+        let mut table = shared.table();
+        if table.has_procfs() {
+            table.scan_procfs(false)
+        } else {
+            Ok(())
+        }
+    };
+    if let Err(source) = seeded {
         let _ = ready.send(Err(Error::Procfs {
             path: cfg.proc_root.clone(),
             source,

@@ -22,12 +22,8 @@ pub(crate) const BTF_PATH: &str = "/sys/kernel/btf/vmlinux";
 
 /// Everything that must hold before libbpf is asked to load the programs.
 pub(crate) fn preflight() -> Result<()> {
-    let release =
-        std::fs::read_to_string("/proc/sys/kernel/osrelease").map_err(|source| Error::Procfs {
-            path: "/proc/sys/kernel/osrelease".into(),
-            source,
-        })?;
-    let release = release.trim().to_owned();
+    // uname(2) and capget(2), not /proc: the probes also run in a chroot without /proc.
+    let release = kernel_release();
     let version = parse_release(&release).unwrap_or((0, 0));
     if version < MIN_KERNEL {
         return Err(Error::KernelTooOld {
@@ -70,18 +66,62 @@ fn check_caps(caps: u64, has_cap_bpf: bool) -> Result<()> {
     Ok(())
 }
 
-/// `CapEff` of this process, from `/proc/self/status`.
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: i32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+/// The effective capability set of this thread, from capget(2).
 fn effective_caps() -> Result<u64> {
-    let path = "/proc/self/status";
-    let status = std::fs::read_to_string(path).map_err(|source| Error::Procfs {
-        path: path.into(),
-        source,
-    })?;
-    Ok(status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        .unwrap_or(0))
+    let mut header = CapHeader {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let mut data = [CapData::default(); 2];
+    // SAFETY: capget reads `header` and writes two CapData structs (version 3 layout) to `data`,
+    // both valid and live for the call.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_capget,
+            &mut header as *mut CapHeader,
+            data.as_mut_ptr(),
+        )
+    };
+    if rc != 0 {
+        return Err(Error::Procfs {
+            path: "capget(2)".into(),
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    Ok(u64::from(data[0].effective) | u64::from(data[1].effective) << 32)
+}
+
+/// The kernel release from uname(2), e.g. `6.18.44-foo`.
+fn kernel_release() -> String {
+    // SAFETY: utsname is plain old data; all-zero bytes are a valid value.
+    let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: `uts` is a valid, writable utsname for the call.
+    if unsafe { libc::uname(&mut uts) } != 0 {
+        return String::new();
+    }
+    let bytes: Vec<u8> = uts
+        .release
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 /// `"6.18.4-foo"` -> `(6, 18)`.
@@ -154,6 +194,26 @@ pub(crate) fn clock_ticks() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn running_kernel_and_capabilities_are_read() {
+        let release = kernel_release();
+        assert!(
+            parse_release(&release).is_some(),
+            "uname release {release:?}"
+        );
+        let from_proc = std::fs::read_to_string("/proc/sys/kernel/osrelease").expect("osrelease");
+        assert_eq!(release, from_proc.trim());
+        let status = std::fs::read_to_string("/proc/self/status").expect("status");
+        let cap_eff = status
+            .lines()
+            .find_map(|l| l.strip_prefix("CapEff:"))
+            .expect("CapEff");
+        assert_eq!(
+            effective_caps().expect("capget"),
+            u64::from_str_radix(cap_eff.trim(), 16).unwrap()
+        );
+    }
 
     #[test]
     fn releases_parse() {

@@ -126,12 +126,16 @@ pub struct ProcessTable {
     page_size: u64,
     boot_secs: Option<u64>,
     last_sample_ns: Option<u64>,
+    /// False when `/proc` is not mounted (a bare chroot): no seeding, no CPU/RSS samples.
+    procfs: bool,
 }
 
 impl ProcessTable {
     pub(crate) fn new(proc_root: PathBuf, retention: Duration, max_exited: usize) -> Self {
         let boot_secs = procfs::boot_time_secs(&proc_root);
+        let procfs = proc_root.join("self/stat").exists();
         ProcessTable {
+            procfs,
             procs: HashMap::new(),
             forks: VecDeque::new(),
             exited: VecDeque::new(),
@@ -361,9 +365,20 @@ impl ProcessTable {
         p
     }
 
+    /// Whether `/proc` could be read when the table was made.
+    pub(crate) fn has_procfs(&self) -> bool {
+        self.procfs
+    }
+
     /// Reads every process in `/proc`: new pids are added, vanished ones marked exited (procfs
     /// mode), and, with `count_forks`, new pids count towards [`fork_rate`](Self::fork_rate).
     pub(crate) fn scan_procfs(&mut self, count_forks: bool) -> std::io::Result<()> {
+        if !self.procfs {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "procfs is not mounted there",
+            ));
+        }
         let now = sys::monotonic_ns();
         let pids = procfs::list_pids(&self.proc_root)?;
         let listed: HashSet<u32> = pids.iter().copied().collect();
@@ -401,6 +416,10 @@ impl ProcessTable {
     /// missing from `/proc` twice in a row whose exit event never came is marked exited.
     pub(crate) fn sample(&mut self, bpf: bool) {
         let now = sys::monotonic_ns();
+        if !self.procfs {
+            self.prune(now);
+            return;
+        }
         let elapsed = self
             .last_sample_ns
             .map(|t| now.saturating_sub(t) as f64 / 1e9);

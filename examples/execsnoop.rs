@@ -1,0 +1,139 @@
+//! Run with: `sudo cargo run --example execsnoop --no-default-features --features probes -- [--json]`
+//!
+//! One line per successful exec, like libbpf-tools' execsnoop: time (UTC), pid, ppid, return
+//! value (always 0: the probe sits on `sched_process_exec`, which only fires on success) and the
+//! command line (its first 256 bytes). `--json` prints one JSON object per line instead.
+
+use std::io::{self, Write};
+use std::process::ExitCode;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use clap::Parser;
+use ember::probes::{Builder, Event, ExecEvent};
+
+/// Trace new processes.
+#[derive(Parser)]
+struct Args {
+    /// One JSON object per line.
+    #[arg(long)]
+    json: bool,
+    /// Only show commands whose name contains this string.
+    #[arg(long, short = 'n')]
+    name: Option<String>,
+    /// Exit after this many execs.
+    #[arg(long)]
+    count: Option<u64>,
+    /// Exit after this many seconds.
+    #[arg(long)]
+    duration: Option<u64>,
+}
+
+fn main() -> ExitCode {
+    match run(&Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        // A closed pipe (`execsnoop | head`) is a normal way to stop.
+        Err(err)
+            if err
+                .downcast_ref::<io::Error>()
+                .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe) =>
+        {
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &Args) -> anyhow::Result<()> {
+    let probes = Builder::new()
+        .oom(false)
+        .start()
+        .context("starting the exec probe")?;
+    let deadline = args
+        .duration
+        .map(|s| Instant::now() + Duration::from_secs(s));
+    let mut out = io::stdout().lock();
+    if !args.json {
+        writeln!(
+            out,
+            "{:<8} {:<7} {:<7} {:>3} ARGS",
+            "TIME", "PID", "PPID", "RET"
+        )?;
+        out.flush()?;
+    }
+    let mut shown = 0u64;
+    while args.count.is_none_or(|n| shown < n) && deadline.is_none_or(|d| Instant::now() < d) {
+        let Ok(event) = probes.events().recv_timeout(Duration::from_millis(200)) else {
+            continue;
+        };
+        let Event::Exec(exec) = event else { continue };
+        if args
+            .name
+            .as_ref()
+            .is_some_and(|n| !exec.comm.contains(n.as_str()))
+        {
+            continue;
+        }
+        if args.json {
+            writeln!(out, "{}", json(&exec))?;
+        } else {
+            writeln!(
+                out,
+                "{:<8} {:<7} {:<7} {:>3} {}",
+                clock(),
+                exec.pid,
+                exec.ppid,
+                0,
+                command_line(&exec)
+            )?;
+        }
+        out.flush()?;
+        shown += 1;
+    }
+    let stats = probes.stats()?;
+    if stats.ring_drops + stats.channel_drops > 0 {
+        eprintln!("lost {} events", stats.ring_drops + stats.channel_drops);
+    }
+    probes.stop().context("stopping the probes")?;
+    Ok(())
+}
+
+fn command_line(exec: &ExecEvent) -> String {
+    let mut line = if exec.argv.is_empty() {
+        exec.filename.clone()
+    } else {
+        exec.argv.join(" ")
+    };
+    if exec.argv_truncated {
+        line.push_str(" ...");
+    }
+    line
+}
+
+fn json(exec: &ExecEvent) -> serde_json::Value {
+    serde_json::json!({
+        "time": clock(),
+        "ts_ns": exec.ts_ns,
+        "pid": exec.pid,
+        "ppid": exec.ppid,
+        "uid": exec.uid,
+        "ret": 0,
+        "comm": exec.comm,
+        "filename": exec.filename,
+        "argv": exec.argv,
+        "argv_truncated": exec.argv_truncated,
+        "cgroup_id": exec.cgroup_id,
+    })
+}
+
+/// Wall-clock time of day, UTC, as HH:MM:SS.
+fn clock() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+        % 86_400;
+    format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
+}
