@@ -251,20 +251,15 @@ impl ProcessTable {
     }
 
     /// Inserts `p`, replacing any earlier process with that pid (pid reuse).
-    fn insert(&mut self, mut p: Process) {
+    /// Inserts `p` (with no children yet: a child links itself when its own event or scan
+    /// entry arrives), replacing any earlier process with that pid (pid reuse). O(1): this runs
+    /// for every fork.
+    fn insert(&mut self, p: Process) {
         let pid = p.pid;
         let ppid = p.ppid;
         if let Some(old) = self.procs.remove(&pid) {
             self.unlink(pid, old.ppid);
         }
-        // Children whose ppid names this pid were recorded before; keep them linked.
-        p.children = self
-            .procs
-            .values()
-            .filter(|c| c.ppid == pid && c.is_running())
-            .map(|c| c.pid)
-            .collect();
-        p.children.sort_unstable();
         self.procs.insert(pid, p);
         self.link(pid, ppid);
     }
@@ -382,6 +377,7 @@ impl ProcessTable {
         let now = sys::monotonic_ns();
         let pids = procfs::list_pids(&self.proc_root)?;
         let listed: HashSet<u32> = pids.iter().copied().collect();
+        let mut added = Vec::new();
         for pid in pids {
             let known = self.procs.get(&pid).filter(|p| p.is_running());
             let Some(stat) = procfs::read_stat(&self.proc_root, pid) else {
@@ -392,11 +388,16 @@ impl ProcessTable {
                 known.is_some_and(|p| p.start_ticks.is_some_and(|t| t != stat.start_ticks));
             if known.is_none() || reused {
                 let p = self.process_from_stat(&stat);
+                added.push((p.pid, p.ppid));
                 self.insert(p);
                 if count_forks && self.last_sample_ns.is_some() {
                     self.forks.push_back(now);
                 }
             }
+        }
+        // A child listed before its parent (pids wrap around) links now that both are in.
+        for (pid, ppid) in added {
+            self.link(pid, ppid);
         }
         if count_forks {
             let gone: Vec<u32> = self

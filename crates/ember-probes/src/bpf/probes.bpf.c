@@ -167,21 +167,23 @@ int BPF_PROG(handle_exec, struct task_struct *p, pid_t old_pid, struct linux_bin
 	struct exec_event *e;
 	__u64 start, end, size;
 	const char *filename;
+	struct mm_struct *mm;
 
 	e = reserve(sizeof(*e));
 	if (!e)
 		return 0;
 	header(&e->hdr, EVENT_EXEC, BPF_CORE_READ(p, tgid));
 	e->ppid = BPF_CORE_READ(p, real_parent, tgid);
-	e->uid = (__u32)bpf_get_current_uid_gid();
+	e->uid = (__u32)bpf_get_current_uid_gid(); /* p is current */
 	e->cgroup_id = bpf_get_current_cgroup_id();
 	bpf_get_current_comm(&e->comm, sizeof(e->comm));
 	filename = BPF_CORE_READ(bprm, filename);
 	if (bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), filename) < 0)
 		e->filename[0] = 0;
 
-	start = BPF_CORE_READ(p, mm, arg_start);
-	end = BPF_CORE_READ(p, mm, arg_end);
+	mm = BPF_CORE_READ(p, mm);
+	start = BPF_CORE_READ(mm, arg_start);
+	end = BPF_CORE_READ(mm, arg_end);
 	size = end > start ? end - start : 0;
 	e->args_size = size;
 	if (size > ARGV_LEN)
@@ -212,7 +214,7 @@ int BPF_PROG(handle_fork, struct task_struct *parent, struct task_struct *child)
 	header(&e->hdr, EVENT_FORK, tgid);
 	e->ppid = BPF_CORE_READ(child, real_parent, tgid);
 	e->_pad = 0;
-	BPF_CORE_READ_STR_INTO(&e->comm, child, comm);
+	bpf_get_current_comm(&e->comm, sizeof(e->comm)); /* the child has the parent's, and the parent is current */
 	submit(e, sizeof(*e));
 	return 0;
 }
@@ -220,10 +222,12 @@ int BPF_PROG(handle_fork, struct task_struct *parent, struct task_struct *child)
 SEC("raw_tp/sched_process_exit")
 int BPF_PROG(handle_exit, struct task_struct *p)
 {
+	struct signal_struct *sig = BPF_CORE_READ(p, signal);
 	struct exit_event *e;
 
-	/* do_exit() decrements signal->live before this tracepoint: 0 means the last thread. */
-	if (BPF_CORE_READ(p, signal, live.counter) != 0)
+	/* do_exit() decrements signal->live before this tracepoint: 0 means the last thread.
+	 * Each BPF_CORE_READ step is a probe read: the signal pointer is read once. */
+	if (BPF_CORE_READ(sig, live.counter) != 0)
 		return 0;
 	/* Kernel threads are not processes anyone waits for. */
 	if (BPF_CORE_READ(p, flags) & 0x00200000 /* PF_KTHREAD */)
@@ -234,11 +238,11 @@ int BPF_PROG(handle_exit, struct task_struct *p)
 	header(&e->hdr, EVENT_EXIT, BPF_CORE_READ(p, tgid));
 	e->ppid = BPF_CORE_READ(p, real_parent, tgid);
 	e->exit_code = BPF_CORE_READ(p, exit_code);
-	e->utime_ns = BPF_CORE_READ(p, utime) + BPF_CORE_READ(p, signal, utime);
-	e->stime_ns = BPF_CORE_READ(p, stime) + BPF_CORE_READ(p, signal, stime);
-	e->maxrss_pages = BPF_CORE_READ(p, signal, maxrss);
+	e->utime_ns = BPF_CORE_READ(p, utime) + BPF_CORE_READ(sig, utime);
+	e->stime_ns = BPF_CORE_READ(p, stime) + BPF_CORE_READ(sig, stime);
+	e->maxrss_pages = BPF_CORE_READ(sig, maxrss);
 	e->start_ns = BPF_CORE_READ(p, group_leader, start_time);
-	BPF_CORE_READ_STR_INTO(&e->comm, p, comm);
+	bpf_get_current_comm(&e->comm, sizeof(e->comm)); /* p is current */
 	submit(e, sizeof(*e));
 	return 0;
 }
