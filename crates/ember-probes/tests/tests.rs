@@ -170,6 +170,63 @@ mod lifecycle {
         assert_eq!(stats.channel_drops, 0, "channel drops: {stats:?}");
         handle.stop().expect("poller ran without error");
     }
+    #[test]
+    fn fill_threshold_wakes_the_consumer() {
+        // A 1 s timer and a 4 KiB threshold: a burst of execs must cross it and wake the reader.
+        let builder = Builder::new()
+            .oom(false)
+            .wakeup_threshold(4096)
+            .poll_interval(Duration::from_secs(1));
+        let Some(handle) = start(builder) else { return };
+        let mut pids = std::collections::HashSet::new();
+        for _ in 0..50 {
+            let mut child = Command::new("/bin/true").spawn().expect("spawn /bin/true");
+            pids.insert(child.id());
+            child.wait().expect("wait");
+        }
+        wait_for_event(&handle, "the burst's execs", |ev| {
+            if let Event::Exec(e) = ev {
+                pids.remove(&e.pid);
+            }
+            pids.is_empty().then_some(())
+        });
+        let stats = handle.stats().expect("stats");
+        assert!(stats.wakeups > 0, "no threshold wakeup: {stats:?}");
+        handle.stop().expect("poller ran without error");
+    }
+
+    #[test]
+    fn invalid_settings_are_rejected_before_loading() {
+        let err = Builder::new()
+            .ring_buffer_size(12345)
+            .start()
+            .expect_err("not a power of two");
+        assert!(
+            matches!(
+                err,
+                Error::InvalidConfig {
+                    name: "ring_buffer_size",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let err = Builder::new()
+            .ring_buffer_size(1 << 16)
+            .wakeup_threshold(1 << 16)
+            .start()
+            .expect_err("threshold not below size");
+        assert!(
+            matches!(
+                err,
+                Error::InvalidConfig {
+                    name: "wakeup_threshold",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
 }
 
 mod tree {
@@ -514,6 +571,50 @@ mod histograms {
             0,
             "not enabled"
         );
+        handle.stop().expect("poller ran without error");
+    }
+
+    #[test]
+    fn block_io_latency_histogram_counts_synced_writes() {
+        use std::io::Write;
+        use std::os::unix::fs::MetadataExt;
+
+        let Some(handle) = start(
+            Builder::new()
+                .process(false)
+                .oom(false)
+                .block_io_latency(true),
+        ) else {
+            return;
+        };
+        let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+        let dev = std::fs::metadata(&dir).expect("stat the target dir").dev();
+        let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
+        if major == 0 {
+            eprintln!(
+                "skipping: {} is not on a block device (tmpfs/overlay)",
+                dir.display()
+            );
+            return;
+        }
+        let path = dir.join(format!("ember-block-{}", std::process::id()));
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let mut file = std::fs::File::create(&path).expect("create");
+            file.write_all(&vec![0x5a; 1 << 20]).expect("write 1 MiB");
+            file.sync_all().expect("fsync");
+            let hist = handle
+                .histogram(HistogramKind::BlockIo)
+                .expect("read histogram");
+            if hist.count() > 0 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "fsync issued no block request: {hist:?}"
+            );
+        }
+        std::fs::remove_file(&path).expect("remove");
         handle.stop().expect("poller ran without error");
     }
 }
