@@ -65,6 +65,7 @@ mod skel {
 
 pub mod error;
 pub mod event;
+pub mod events;
 mod probes;
 mod procfs;
 mod sys;
@@ -72,5 +73,6 @@ pub mod table;
 
 pub use error::{Error, Result};
 pub use event::{Event, ExecEvent, ExitEvent, ExitStatus, ForkEvent, OomEvent, TcpEvent};
+pub use events::{Events, RecvError, RecvTimeoutError, TryRecvError};
 pub use probes::{Builder, Handle, Histogram, HistogramKind, Mode, Stats};
 pub use table::{Process, ProcessExit, ProcessTable, Source};

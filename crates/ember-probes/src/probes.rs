@@ -9,12 +9,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::Sender;
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, RingBufferBuilder};
 
 use crate::error::{Error, Result};
 use crate::event::Event;
+use crate::events::{self, BatchSender, Events};
 use crate::skel::{ProbesSkel, ProbesSkelBuilder};
 use crate::sys;
 use crate::table::ProcessTable;
@@ -271,7 +272,7 @@ impl Builder {
         if self.mode == Mode::Bpf {
             sys::preflight()?;
         }
-        let (tx, rx) = crossbeam_channel::bounded(self.channel_capacity);
+        let (tx, rx) = events::channel(self.channel_capacity);
         let shared = Arc::new(Shared {
             table: Mutex::new(ProcessTable::new(
                 self.proc_root.clone(),
@@ -279,7 +280,6 @@ impl Builder {
                 self.max_exited,
             )),
             stop: AtomicBool::new(false),
-            channel_drops: AtomicU64::new(0),
             received: AtomicU64::new(0),
         });
         let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
@@ -323,7 +323,6 @@ fn join_error(thread: JoinHandle<Result<()>>) -> Error {
 struct Shared {
     table: Mutex<ProcessTable>,
     stop: AtomicBool,
-    channel_drops: AtomicU64,
     received: AtomicU64,
 }
 
@@ -341,7 +340,7 @@ struct Maps {
 
 /// Running probes. Dropping it (or [`stop`](Handle::stop)) detaches the programs.
 pub struct Handle {
-    rx: Receiver<Event>,
+    rx: Events,
     shared: Arc<Shared>,
     maps: Option<Maps>,
     mode: Mode,
@@ -357,8 +356,9 @@ impl std::fmt::Debug for Handle {
 }
 
 impl Handle {
-    /// The event stream, a bounded channel. It yields nothing in procfs mode.
-    pub fn events(&self) -> &Receiver<Event> {
+    /// The event stream, bounded by [`Builder::channel_capacity`]. It yields nothing in procfs
+    /// mode, and ends (reports disconnection) once the probes stop.
+    pub fn events(&self) -> &Events {
         &self.rx
     }
 
@@ -380,7 +380,7 @@ impl Handle {
     /// Drop and event counters, read now.
     pub fn stats(&self) -> Result<Stats> {
         let mut stats = Stats {
-            channel_drops: self.shared.channel_drops.load(Ordering::Relaxed),
+            channel_drops: self.rx.dropped(),
             received: self.shared.received.load(Ordering::Relaxed),
             ..Stats::default()
         };
@@ -493,7 +493,7 @@ fn open_and_load<'obj>(
     open.load().map_err(|e| load_error(&e))
 }
 
-fn run_bpf(cfg: &Builder, shared: &Shared, tx: Option<Sender<Event>>, ready: &Ready) -> Result<()> {
+fn run_bpf(cfg: &Builder, shared: &Shared, tx: Option<BatchSender>, ready: &Ready) -> Result<()> {
     sys::capture_libbpf_log();
     sys::clear_libbpf_log();
     let mut storage = MaybeUninit::uninit();
@@ -607,7 +607,7 @@ fn retry_eintr(res: libbpf_rs::Result<()>) -> Result<()> {
     }
 }
 
-fn deliver(shared: &Shared, tx: Option<&Sender<Event>>, events: Vec<Event>) {
+fn deliver(shared: &Shared, tx: Option<&BatchSender>, events: Vec<Event>) {
     if events.is_empty() {
         return;
     }
@@ -620,16 +620,8 @@ fn deliver(shared: &Shared, tx: Option<&Sender<Event>>, events: Vec<Event>) {
             table.apply(ev);
         }
     }
-    let Some(tx) = tx else { return };
-    for ev in events {
-        match tx.try_send(ev) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                shared.channel_drops.fetch_add(1, Ordering::Relaxed);
-            }
-            // Nobody listens any more: keep feeding the table.
-            Err(TrySendError::Disconnected(_)) => {}
-        }
+    if let Some(tx) = tx {
+        tx.send(events);
     }
 }
 

@@ -8,6 +8,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::event::{Event, ExitStatus};
@@ -52,8 +53,9 @@ pub struct Process {
     pub ppid: u32,
     /// Command name.
     pub comm: String,
-    /// Command line (from the exec event, at most its first 256 bytes, or from `/proc`).
-    pub argv: Vec<String>,
+    /// Command line (from the exec event, at most its first 256 bytes, or from `/proc`); a
+    /// forked child shares its parent's until it execs.
+    pub argv: Arc<[String]>,
     /// Path of the executable given to the last `execve`, when an exec event was seen.
     pub filename: Option<String>,
     /// Real user id, when known.
@@ -85,7 +87,7 @@ impl Process {
             pid,
             ppid,
             comm,
-            argv: Vec::new(),
+            argv: Arc::from([]),
             filename: None,
             uid: None,
             cgroup_id: None,
@@ -126,6 +128,9 @@ pub struct ProcessTable {
     page_size: u64,
     boot_secs: Option<u64>,
     last_sample_ns: Option<u64>,
+    /// A wall-clock time and the monotonic time it was read at, to date events (refreshed
+    /// at each sample rather than read twice per event).
+    wall_base: (SystemTime, u64),
     /// False when `/proc` is not mounted (a bare chroot): no seeding, no CPU/RSS samples.
     procfs: bool,
 }
@@ -135,6 +140,7 @@ impl ProcessTable {
         let boot_secs = procfs::boot_time_secs(&proc_root);
         let procfs = proc_root.join("self/stat").exists();
         ProcessTable {
+            wall_base: (SystemTime::now(), sys::monotonic_ns()),
             procfs,
             procs: HashMap::new(),
             forks: VecDeque::new(),
@@ -265,8 +271,12 @@ impl ProcessTable {
     }
 
     fn wall(&self, mono_ns: u64) -> SystemTime {
-        let ago = sys::monotonic_ns().saturating_sub(mono_ns);
-        SystemTime::now() - Duration::from_nanos(ago)
+        let (wall, mono) = self.wall_base;
+        if mono_ns >= mono {
+            wall + Duration::from_nanos(mono_ns - mono)
+        } else {
+            wall - Duration::from_nanos(mono - mono_ns)
+        }
     }
 
     /// Applies one event.
@@ -294,7 +304,7 @@ impl ProcessTable {
                 self.set_parent(e.pid, e.ppid);
                 if let Some(p) = self.procs.get_mut(&e.pid) {
                     p.comm = e.comm.clone();
-                    p.argv = e.argv.clone();
+                    p.argv = Arc::from(e.argv.as_slice());
                     p.filename = Some(e.filename.clone());
                     p.uid = Some(e.uid);
                     p.cgroup_id = Some(e.cgroup_id);
@@ -347,7 +357,7 @@ impl ProcessTable {
 
     fn process_from_stat(&self, stat: &procfs::ProcStat) -> Process {
         let mut p = Process::new(stat.pid, stat.ppid, stat.comm.clone(), Source::Procfs);
-        p.argv = procfs::read_cmdline(&self.proc_root, stat.pid);
+        p.argv = Arc::from(procfs::read_cmdline(&self.proc_root, stat.pid));
         p.uid = procfs::read_uid(&self.proc_root, stat.pid);
         p.start_ticks = Some(stat.start_ticks);
         p.started = self.boot_secs.map(|b| {
@@ -417,6 +427,7 @@ impl ProcessTable {
     /// missing from `/proc` twice in a row whose exit event never came is marked exited.
     pub(crate) fn sample(&mut self, bpf: bool) {
         let now = sys::monotonic_ns();
+        self.wall_base = (SystemTime::now(), now);
         if !self.procfs {
             self.prune(now);
             return;
@@ -521,7 +532,7 @@ mod tests {
         assert_eq!(t.children(10), &[11]);
         assert_eq!(t.descendants(10), vec![11, 12]);
         assert_eq!(t.ancestors(12), vec![11, 10, 1]);
-        assert_eq!(t.get(12).unwrap().argv, vec!["sleep", "1"]);
+        assert_eq!(&*t.get(12).unwrap().argv, ["sleep", "1"]);
         t.apply(&Event::Exit(ExitEvent {
             ts_ns: sys::monotonic_ns(),
             pid: 12,

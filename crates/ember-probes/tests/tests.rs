@@ -44,8 +44,8 @@ fn wait_for_event<T>(handle: &Handle, what: &str, mut pick: impl FnMut(&Event) -
                     return found;
                 }
             }
-            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
-            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+            Err(ember_probes::RecvTimeoutError::Timeout) => {}
+            Err(ember_probes::RecvTimeoutError::Disconnected) => {
                 panic!("the poller stopped while waiting for {what}")
             }
         }
@@ -69,7 +69,7 @@ mod lifecycle {
     use std::collections::HashMap;
     use std::process::{Child, Command, Stdio};
 
-    use crossbeam_channel::RecvTimeoutError;
+    use ember_probes::RecvTimeoutError;
 
     use super::*;
 
@@ -294,7 +294,7 @@ mod tree {
         assert!(table.children(me).contains(&g1));
         assert_eq!(table.children(g1), &[g2]);
         assert_eq!(table.descendants(g1), vec![g2, g3]);
-        assert_eq!(table.get(g3).expect("g3").argv, vec!["sleep", "30"]);
+        assert_eq!(&*table.get(g3).expect("g3").argv, ["sleep", "30"]);
         assert!(table.get(g3).expect("g3").is_running());
 
         // Killing the sleep ends the whole tree; the table sees all three go.

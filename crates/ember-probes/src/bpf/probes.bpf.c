@@ -168,11 +168,13 @@ int BPF_PROG(handle_exec, struct task_struct *p, pid_t old_pid, struct linux_bin
 	__u64 start, end, size;
 	const char *filename;
 	struct mm_struct *mm;
+	__u64 args[2];
 
 	e = reserve(sizeof(*e));
 	if (!e)
 		return 0;
-	header(&e->hdr, EVENT_EXEC, BPF_CORE_READ(p, tgid));
+	/* p is current: pid and uid come from helpers, not probe reads. */
+	header(&e->hdr, EVENT_EXEC, bpf_get_current_pid_tgid() >> 32);
 	e->ppid = BPF_CORE_READ(p, real_parent, tgid);
 	e->uid = (__u32)bpf_get_current_uid_gid(); /* p is current */
 	e->cgroup_id = bpf_get_current_cgroup_id();
@@ -182,8 +184,11 @@ int BPF_PROG(handle_exec, struct task_struct *p, pid_t old_pid, struct linux_bin
 		e->filename[0] = 0;
 
 	mm = BPF_CORE_READ(p, mm);
-	start = BPF_CORE_READ(mm, arg_start);
-	end = BPF_CORE_READ(mm, arg_end);
+	/* arg_start and arg_end are adjacent in mm_struct: one read for both. */
+	if (bpf_core_read(&args, sizeof(args), &mm->arg_start))
+		args[0] = args[1] = 0;
+	start = args[0];
+	end = args[1];
 	size = end > start ? end - start : 0;
 	e->args_size = size;
 	if (size > ARGV_LEN)
@@ -224,6 +229,7 @@ int BPF_PROG(handle_exit, struct task_struct *p)
 {
 	struct signal_struct *sig = BPF_CORE_READ(p, signal);
 	struct exit_event *e;
+	__u64 own[2], dead[2];
 
 	/* do_exit() decrements signal->live before this tracepoint: 0 means the last thread.
 	 * Each BPF_CORE_READ step is a probe read: the signal pointer is read once. */
@@ -235,11 +241,16 @@ int BPF_PROG(handle_exit, struct task_struct *p)
 	e = reserve(sizeof(*e));
 	if (!e)
 		return 0;
-	header(&e->hdr, EVENT_EXIT, BPF_CORE_READ(p, tgid));
+	header(&e->hdr, EVENT_EXIT, bpf_get_current_pid_tgid() >> 32); /* p is current */
 	e->ppid = BPF_CORE_READ(p, real_parent, tgid);
 	e->exit_code = BPF_CORE_READ(p, exit_code);
-	e->utime_ns = BPF_CORE_READ(p, utime) + BPF_CORE_READ(sig, utime);
-	e->stime_ns = BPF_CORE_READ(p, stime) + BPF_CORE_READ(sig, stime);
+	/* utime and stime are adjacent in both task_struct and signal_struct. */
+	if (bpf_core_read(&own, sizeof(own), &p->utime))
+		own[0] = own[1] = 0;
+	if (bpf_core_read(&dead, sizeof(dead), &sig->utime))
+		dead[0] = dead[1] = 0;
+	e->utime_ns = own[0] + dead[0];
+	e->stime_ns = own[1] + dead[1];
 	e->maxrss_pages = BPF_CORE_READ(sig, maxrss);
 	e->start_ns = BPF_CORE_READ(p, group_leader, start_time);
 	bpf_get_current_comm(&e->comm, sizeof(e->comm)); /* p is current */
