@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use clap::Parser;
-use ember::probes::{Builder, Event, ExecEvent};
+use ember::probes::{Builder, Event, ExecEvent, RecvTimeoutError};
 
 /// Trace new processes.
 #[derive(Parser)]
@@ -66,8 +66,10 @@ fn run(args: &Args) -> anyhow::Result<()> {
     }
     let mut shown = 0u64;
     while args.count.is_none_or(|n| shown < n) && deadline.is_none_or(|d| Instant::now() < d) {
-        let Ok(event) = probes.events().recv_timeout(Duration::from_millis(200)) else {
-            continue;
+        let event = match probes.events().recv_timeout(Duration::from_millis(200)) {
+            Ok(event) => event,
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => break, // the poller failed: stop() says why
         };
         let Event::Exec(exec) = event else { continue };
         if args
