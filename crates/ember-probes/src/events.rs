@@ -97,7 +97,12 @@ impl Events {
     /// The next event, waiting at most `timeout`. `Disconnected` once the probes stopped and
     /// every event was read.
     pub fn recv_timeout(&self, timeout: Duration) -> Result<Event, RecvTimeoutError> {
-        let deadline = Instant::now() + timeout;
+        let Some(deadline) = Instant::now().checked_add(timeout) else {
+            // Too far to represent: that is waiting forever.
+            return self
+                .recv()
+                .map_err(|RecvError| RecvTimeoutError::Disconnected);
+        };
         let mut buf = self.buf();
         loop {
             if let Some(ev) = buf.pop_front() {

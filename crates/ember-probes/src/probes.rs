@@ -198,7 +198,8 @@ impl Builder {
         self
     }
 
-    /// How often the consumer reads the ring buffer without a wakeup (default 10 ms).
+    /// How often the consumer reads the ring buffer without a wakeup (default 10 ms). Stopping
+    /// waits for the current interval to end.
     pub fn poll_interval(mut self, interval: Duration) -> Self {
         self.poll_interval = interval;
         self
@@ -514,10 +515,15 @@ fn run_bpf(cfg: &Builder, shared: &Shared, tx: Option<BatchSender>, ready: &Read
             Ok(link) => links.push(link),
             Err(err) => {
                 let program = prog.name().to_string_lossy().into_owned();
-                let _ = ready.send(Err(Error::Attach {
-                    program,
-                    message: sys::libbpf_message(&err),
-                }));
+                let mut message = sys::libbpf_message(&err);
+                if program == "handle_oom" && !sys::tracefs_mounted() {
+                    message.insert_str(
+                        0,
+                        "oom:mark_victim is a classic tracepoint and tracefs is not mounted \
+                         (mount -t tracefs nodev /sys/kernel/tracing): ",
+                    );
+                }
+                let _ = ready.send(Err(Error::Attach { program, message }));
                 return Ok(());
             }
         }

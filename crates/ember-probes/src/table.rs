@@ -363,7 +363,10 @@ impl ProcessTable {
         p.started = self.boot_secs.map(|b| {
             UNIX_EPOCH
                 + Duration::from_secs(b)
-                + Duration::from_nanos(stat.start_ticks * 1_000_000_000 / self.ticks_per_sec)
+                + Duration::from_secs(stat.start_ticks / self.ticks_per_sec)
+                + Duration::from_nanos(
+                    stat.start_ticks % self.ticks_per_sec * 1_000_000_000 / self.ticks_per_sec,
+                )
         });
         p.rss_bytes = stat.rss_pages * self.page_size;
         p.last_cpu_ticks = Some(stat.cpu_ticks);

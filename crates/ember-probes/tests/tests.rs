@@ -273,6 +273,7 @@ mod tree {
     fn reconstructs_tree(mode: Mode) {
         let builder = Builder::new()
             .mode(mode)
+            .oom(false)
             .events(false)
             .sample_interval(Duration::from_millis(50));
         let Some(handle) = start(builder) else { return };
@@ -500,8 +501,23 @@ mod oom {
         Ok(()) // not reached under a 32 MiB limit; exec of `true` then fails the test
     }
 
+    /// `oom:mark_victim` is a classic tracepoint: libbpf finds its id in tracefs. Mounts tracefs
+    /// where the host has not (a fresh VM often has not), as `mount -t tracefs` would by hand.
+    fn ensure_tracefs() {
+        let dir = Path::new("/sys/kernel/tracing");
+        if dir.join("events").exists() || !dir.exists() {
+            return;
+        }
+        let status = Command::new("mount")
+            .args(["-t", "tracefs", "nodev"])
+            .arg(dir)
+            .status();
+        eprintln!("mounted tracefs at {}: {status:?}", dir.display());
+    }
+
     #[test]
     fn process_killed_in_a_small_memory_cgroup_is_reported_with_its_pid() {
+        ensure_tracefs();
         let Some(handle) = start(Builder::new().process(false)) else {
             return;
         };
