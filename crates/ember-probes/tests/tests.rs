@@ -196,6 +196,41 @@ mod lifecycle {
     }
 
     #[test]
+    fn ring_buffer_overflow_is_counted() {
+        // One page of ring buffer (about 5 processes' records), read once a second, and a
+        // threshold it cannot cross: 100 quick processes must overflow it.
+        let builder = Builder::new()
+            .oom(false)
+            .ring_buffer_size(4096)
+            .wakeup_threshold(4095)
+            .poll_interval(Duration::from_secs(1));
+        let Some(handle) = start(builder) else { return };
+        for _ in 0..100 {
+            Command::new("/bin/true").status().expect("run /bin/true");
+        }
+        let deadline = Instant::now() + PATIENCE;
+        let stats = loop {
+            let stats = handle.stats().expect("stats");
+            // Every record that made it into the buffer is read by the next poll.
+            if stats.received == stats.submitted {
+                break stats;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "records never all read: {stats:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        eprintln!("{stats:?}");
+        assert!(stats.ring_drops > 0, "no drop counted: {stats:?}");
+        assert!(
+            stats.submitted + stats.ring_drops >= 300,
+            "3 records per process: {stats:?}"
+        );
+        handle.stop().expect("poller ran without error");
+    }
+
+    #[test]
     fn invalid_settings_are_rejected_before_loading() {
         let err = Builder::new()
             .ring_buffer_size(12345)
