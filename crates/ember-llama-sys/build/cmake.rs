@@ -78,6 +78,20 @@ fn options(tree: &Tree, selection: &Selection) -> Result<Vec<(String, String)>, 
         let vendor = env::var(env::BLAS_VENDOR).unwrap_or_else(|| "OpenBLAS".into());
         options.push(("GGML_BLAS_VENDOR".into(), vendor));
     }
+    if env::var(env::CCACHE).is_some_and(|v| v == "1") {
+        // Upstream's GGML_CCACHE covers only ggml's own folder; the launchers cover libllama
+        // too, so the several builds of one test run (debug, static, packaged) share objects.
+        require_program(
+            "ccache",
+            &format!("{}=1 asks for ccache", env::CCACHE),
+            &format!(
+                "Install it (Debian/Ubuntu: `apt-get install ccache`) or unset {}.",
+                env::CCACHE
+            ),
+        )?;
+        options.push(("CMAKE_C_COMPILER_LAUNCHER".into(), "ccache".into()));
+        options.push(("CMAKE_CXX_COMPILER_LAUNCHER".into(), "ccache".into()));
+    }
     if let Some(defines) = env::var(env::CMAKE_DEFINES) {
         options.extend(parse_defines(&defines)?);
     }
@@ -128,12 +142,18 @@ fn pinned_commit(tree: &Tree) -> Option<String> {
 
 fn require_cmake() -> Result<(), String> {
     let program = env::var("CMAKE").unwrap_or_else(|| "cmake".into());
-    match Command::new(&program).arg("--version").output() {
+    require_program(
+        &program,
+        "CMake (3.14 or newer) is needed to build llama.cpp",
+        "Install it (Debian/Ubuntu: `apt-get install cmake`; `build-support/dev setup` does it), \
+         or enable the `system` feature to link an installed llama.cpp.",
+    )
+}
+
+/// Fails with `why` and `fix` when `program --version` does not run.
+fn require_program(program: &str, why: &str, fix: &str) -> Result<(), String> {
+    match Command::new(program).arg("--version").output() {
         Ok(out) if out.status.success() => Ok(()),
-        _ => Err(format!(
-            "`{program} --version` failed: CMake (3.14 or newer) is needed to build llama.cpp.\n\
-             Install it (Debian/Ubuntu: `apt-get install cmake`; `build-support/dev setup` does it), \
-             or enable the `system` feature to link an installed llama.cpp."
-        )),
+        _ => Err(format!("`{program} --version` failed: {why}.\n{fix}")),
     }
 }

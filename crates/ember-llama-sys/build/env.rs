@@ -13,6 +13,7 @@ pub const CUDA_ARCHITECTURES: &str = "EMBER_LLAMA_CUDA_ARCHITECTURES";
 pub const CUDA_PATH: &str = "EMBER_LLAMA_CUDA_PATH";
 pub const BLAS_VENDOR: &str = "EMBER_LLAMA_BLAS_VENDOR";
 pub const STATIC_STDCXX: &str = "EMBER_LLAMA_STATIC_STDCXX";
+pub const CCACHE: &str = "EMBER_LLAMA_CCACHE";
 
 /// A user-set variable; empty counts as unset.
 pub fn var(name: &str) -> Option<String> {
