@@ -21,9 +21,17 @@ fn cpu_time_us() -> u64 {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // EMBER_BENCH_POLL_MS: the poll timer (default 10 ms), to see how its wakeups weigh.
+    // EMBER_BENCH_SAMPLE_MS: the /proc CPU/RSS sampling interval (default 1000 ms).
+    let env_ms = |name: &str, default: u64| {
+        let ms = std::env::var(name).ok().and_then(|v| v.parse().ok());
+        Duration::from_millis(ms.unwrap_or(default))
+    };
     let probes = Builder::new()
         .oom(false)
         .channel_capacity(1 << 20)
+        .poll_interval(env_ms("EMBER_BENCH_POLL_MS", 10))
+        .sample_interval(env_ms("EMBER_BENCH_SAMPLE_MS", 1000))
         .start()?;
     let stop = Arc::new(AtomicBool::new(false));
     let stopper = Arc::clone(&stop);
@@ -41,7 +49,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .recv_timeout(Duration::from_millis(50))
             .is_ok()
         {
-            events += 1;
+            events += 1 + probes.events().try_iter().count() as u64;
         }
     }
     // Let the poller pick up the last records (it polls every 10 ms), then drain.
