@@ -372,7 +372,8 @@ fn cstr(bytes: &[u8]) -> String {
     String::from_utf8_lossy(&bytes[..end]).into_owned()
 }
 
-fn split_args(bytes: &[u8]) -> Vec<String> {
+/// Splits NUL-separated arguments (the layout of both the BPF record and `/proc/<pid>/cmdline`).
+pub(crate) fn split_args(bytes: &[u8]) -> Vec<String> {
     let bytes = bytes.strip_suffix(&[0]).unwrap_or(bytes);
     if bytes.is_empty() {
         return Vec::new();

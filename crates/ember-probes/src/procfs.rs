@@ -44,14 +44,7 @@ pub(crate) fn read_cmdline(root: &Path, pid: u32) -> Vec<String> {
     let Ok(bytes) = fs::read(root.join(pid.to_string()).join("cmdline")) else {
         return Vec::new();
     };
-    let bytes = bytes.strip_suffix(&[0]).unwrap_or(&bytes);
-    if bytes.is_empty() {
-        return Vec::new();
-    }
-    bytes
-        .split(|&b| b == 0)
-        .map(|a| String::from_utf8_lossy(a).into_owned())
-        .collect()
+    crate::event::split_args(&bytes)
 }
 
 /// Real uid from `/proc/<pid>/status`.
