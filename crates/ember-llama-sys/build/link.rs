@@ -56,7 +56,7 @@ fn find_static_lib(build_dir: &Path, name: &str, hint: &str) -> Result<PathBuf, 
     let file = format!("lib{name}.a");
     let candidates = [
         build_dir.join(hint),
-        build_dir.join(hint).join(format!("{name}")),
+        build_dir.join(hint).join(name),
         build_dir.join("ggml/src").join(name),
         build_dir.join("lib"),
     ];

@@ -8,6 +8,8 @@
 
 #![allow(non_upper_case_globals, non_camel_case_types, non_snake_case)]
 #![allow(missing_docs, clippy::all, clippy::pedantic)]
+// bindgen writes bitfield accessors with `unsafe` blocks and no SAFETY comments.
+#![allow(clippy::undocumented_unsafe_blocks)]
 #![allow(
     rustdoc::broken_intra_doc_links,
     rustdoc::invalid_html_tags,
