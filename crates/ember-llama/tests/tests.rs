@@ -944,8 +944,12 @@ mod bad_input {
             Err(Error::SequenceOutOfRange { .. })
         ));
         // A prompt that fits n_ctx but not n_batch is decoded in chunks.
-        let long = model.tokenize(&"word ".repeat(20), true, false).unwrap();
-        assert!(long.len() > 32 && long.len() < 60);
+        let long = model.tokenize(&"word ".repeat(45), true, false).unwrap();
+        assert!(
+            long.len() > 32 && long.len() < ctx.n_ctx() as usize,
+            "{}",
+            long.len()
+        );
         let options = GenerateOptions::default().with_max_tokens(2);
         let n = ctx
             .generate_from_tokens(&mut sampler, &long, &options)
