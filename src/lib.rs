@@ -5,9 +5,12 @@
 //!
 //! | feature  | crate              | what it gives                                        |
 //! |----------|--------------------|------------------------------------------------------|
+//! | `llama`  | [`ember_llama`]     | safe inference API: models, contexts, sampling, chat, embeddings |
 //! | `llama`  | [`ember_llama_sys`] | raw bindings to a statically linked, pinned llama.cpp |
 //! | `probes` | [`ember_probes`]    | eBPF probes, typed kernel events, a process table     |
 
+#[cfg(feature = "llama")]
+pub use ember_llama as llama;
 #[cfg(feature = "llama")]
 pub use ember_llama_sys as llama_sys;
 #[cfg(feature = "probes")]

@@ -1,0 +1,274 @@
+//! [`ContextParams`]: sizes, threads and modes of a [`Context`](crate::Context).
+
+use ember_llama_sys as sys;
+
+/// When to use flash attention.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlashAttention {
+    /// llama.cpp decides per backend (its default).
+    Auto,
+    /// Always.
+    Enabled,
+    /// Never.
+    Disabled,
+}
+
+/// Element type of the KV cache's keys or values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KvCacheType {
+    /// 32-bit floats.
+    F32,
+    /// 16-bit floats (llama.cpp's default).
+    F16,
+    /// bfloat16.
+    Bf16,
+    /// 8-bit blocks.
+    Q8_0,
+    /// 4-bit blocks.
+    Q4_0,
+    /// 4-bit blocks with offset.
+    Q4_1,
+    /// 5-bit blocks.
+    Q5_0,
+    /// 5-bit blocks with offset.
+    Q5_1,
+}
+
+impl KvCacheType {
+    fn raw(self) -> sys::ggml_type {
+        match self {
+            KvCacheType::F32 => sys::ggml_type_GGML_TYPE_F32,
+            KvCacheType::F16 => sys::ggml_type_GGML_TYPE_F16,
+            KvCacheType::Bf16 => sys::ggml_type_GGML_TYPE_BF16,
+            KvCacheType::Q8_0 => sys::ggml_type_GGML_TYPE_Q8_0,
+            KvCacheType::Q4_0 => sys::ggml_type_GGML_TYPE_Q4_0,
+            KvCacheType::Q4_1 => sys::ggml_type_GGML_TYPE_Q4_1,
+            KvCacheType::Q5_0 => sys::ggml_type_GGML_TYPE_Q5_0,
+            KvCacheType::Q5_1 => sys::ggml_type_GGML_TYPE_Q5_1,
+        }
+    }
+}
+
+/// How embeddings of a sequence are pooled into one vector.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pooling {
+    /// The model's own pooling type (llama.cpp's default); mean for models without one
+    /// when embeddings are enabled.
+    Model,
+    /// Mean of the token embeddings.
+    Mean,
+    /// The first (CLS) token's embedding.
+    Cls,
+    /// The last token's embedding.
+    Last,
+}
+
+/// Parameters of a [`Context`](crate::Context). `Default` is llama.cpp's
+/// `llama_context_default_params()` (context 512, batch 2048, ubatch 512, 4 threads).
+#[derive(Clone, Debug)]
+pub struct ContextParams {
+    pub(crate) raw: sys::llama_context_params,
+    pub(crate) pooling: Pooling,
+}
+
+// SAFETY: the raw struct's pointers (callbacks, samplers, ctx_other) are null in every
+// ContextParams (no builder sets them), so moving it across threads shares nothing.
+unsafe impl Send for ContextParams {}
+// SAFETY: as above; `&ContextParams` only reads plain values.
+unsafe impl Sync for ContextParams {}
+
+impl Default for ContextParams {
+    fn default() -> Self {
+        // SAFETY: a plain value constructor without preconditions.
+        let raw = unsafe { sys::llama_context_default_params() };
+        ContextParams {
+            raw,
+            pooling: Pooling::Model,
+        }
+    }
+}
+
+impl ContextParams {
+    /// Context size in tokens (`0` = the model's trained context).
+    ///
+    /// ```
+    /// let params = ember_llama::ContextParams::default().with_n_ctx(1024);
+    /// assert_eq!(params.n_ctx(), 1024);
+    /// ```
+    #[must_use]
+    pub fn with_n_ctx(mut self, n_ctx: u32) -> Self {
+        self.raw.n_ctx = n_ctx;
+        self
+    }
+
+    /// Most tokens one [`Context::decode`](crate::Context::decode) call accepts.
+    ///
+    /// ```
+    /// let params = ember_llama::ContextParams::default().with_n_batch(256);
+    /// assert_eq!(params.n_batch(), 256);
+    /// ```
+    #[must_use]
+    pub fn with_n_batch(mut self, n_batch: u32) -> Self {
+        self.raw.n_batch = n_batch;
+        self
+    }
+
+    /// Physical batch size: tokens computed per graph evaluation.
+    ///
+    /// ```
+    /// let params = ember_llama::ContextParams::default().with_n_ubatch(128);
+    /// assert_eq!(params.n_ubatch(), 128);
+    /// ```
+    #[must_use]
+    pub fn with_n_ubatch(mut self, n_ubatch: u32) -> Self {
+        self.raw.n_ubatch = n_ubatch;
+        self
+    }
+
+    /// Number of sequences (independent KV streams) the context holds.
+    ///
+    /// ```
+    /// let params = ember_llama::ContextParams::default().with_n_seq_max(4);
+    /// assert_eq!(params.n_seq_max(), 4);
+    /// ```
+    #[must_use]
+    pub fn with_n_seq_max(mut self, n_seq_max: u32) -> Self {
+        self.raw.n_seq_max = n_seq_max;
+        self
+    }
+
+    /// Threads for generation and for prompt processing.
+    ///
+    /// ```
+    /// let params = ember_llama::ContextParams::default().with_threads(2);
+    /// assert_eq!(params.threads(), 2);
+    /// ```
+    #[must_use]
+    pub fn with_threads(mut self, threads: i32) -> Self {
+        self.raw.n_threads = threads;
+        self.raw.n_threads_batch = threads;
+        self
+    }
+
+    /// Threads for prompt processing only (batches of more than one token).
+    ///
+    /// ```
+    /// let params = ember_llama::ContextParams::default().with_threads(1).with_threads_batch(2);
+    /// assert_eq!((params.threads(), params.threads_batch()), (1, 2));
+    /// ```
+    #[must_use]
+    pub fn with_threads_batch(mut self, threads: i32) -> Self {
+        self.raw.n_threads_batch = threads;
+        self
+    }
+
+    /// Flash attention policy.
+    ///
+    /// ```
+    /// use ember_llama::{ContextParams, FlashAttention};
+    /// let params = ContextParams::default().with_flash_attention(FlashAttention::Disabled);
+    /// assert_eq!(params.flash_attention(), FlashAttention::Disabled);
+    /// ```
+    #[must_use]
+    pub fn with_flash_attention(mut self, fa: FlashAttention) -> Self {
+        self.raw.flash_attn_type = match fa {
+            FlashAttention::Auto => sys::llama_flash_attn_type_LLAMA_FLASH_ATTN_TYPE_AUTO,
+            FlashAttention::Enabled => sys::llama_flash_attn_type_LLAMA_FLASH_ATTN_TYPE_ENABLED,
+            FlashAttention::Disabled => sys::llama_flash_attn_type_LLAMA_FLASH_ATTN_TYPE_DISABLED,
+        };
+        self
+    }
+
+    /// KV cache element types for keys and values (quantised values need flash attention).
+    ///
+    /// ```
+    /// use ember_llama::{ContextParams, KvCacheType};
+    /// let params = ContextParams::default().with_kv_cache_types(KvCacheType::Q8_0, KvCacheType::F16);
+    /// ```
+    #[must_use]
+    pub fn with_kv_cache_types(mut self, keys: KvCacheType, values: KvCacheType) -> Self {
+        self.raw.type_k = keys.raw();
+        self.raw.type_v = values.raw();
+        self
+    }
+
+    /// Embeddings mode: [`Context::embed`](crate::Context::embed) returns pooled vectors.
+    ///
+    /// ```
+    /// let params = ember_llama::ContextParams::default().with_embeddings(true);
+    /// assert!(params.embeddings());
+    /// ```
+    #[must_use]
+    pub fn with_embeddings(mut self, embeddings: bool) -> Self {
+        self.raw.embeddings = embeddings;
+        self
+    }
+
+    /// How embeddings are pooled (default: the model's type).
+    ///
+    /// ```
+    /// use ember_llama::{ContextParams, Pooling};
+    /// let params = ContextParams::default().with_embeddings(true).with_pooling(Pooling::Mean);
+    /// ```
+    #[must_use]
+    pub fn with_pooling(mut self, pooling: Pooling) -> Self {
+        self.pooling = pooling;
+        self.raw.pooling_type = match pooling {
+            Pooling::Model => sys::llama_pooling_type_LLAMA_POOLING_TYPE_UNSPECIFIED,
+            Pooling::Mean => sys::llama_pooling_type_LLAMA_POOLING_TYPE_MEAN,
+            Pooling::Cls => sys::llama_pooling_type_LLAMA_POOLING_TYPE_CLS,
+            Pooling::Last => sys::llama_pooling_type_LLAMA_POOLING_TYPE_LAST,
+        };
+        self
+    }
+
+    /// Measure prompt and generation timings ([`Context::perf`](crate::Context::perf)).
+    /// Off in llama.cpp's defaults.
+    ///
+    /// ```
+    /// let params = ember_llama::ContextParams::default().with_perf_counters(true);
+    /// ```
+    #[must_use]
+    pub fn with_perf_counters(mut self, on: bool) -> Self {
+        self.raw.no_perf = !on;
+        self
+    }
+
+    /// Context size (`0` = the model's).
+    pub fn n_ctx(&self) -> u32 {
+        self.raw.n_ctx
+    }
+    /// Logical batch size.
+    pub fn n_batch(&self) -> u32 {
+        self.raw.n_batch
+    }
+    /// Physical batch size.
+    pub fn n_ubatch(&self) -> u32 {
+        self.raw.n_ubatch
+    }
+    /// Number of sequences.
+    pub fn n_seq_max(&self) -> u32 {
+        self.raw.n_seq_max
+    }
+    /// Generation threads.
+    pub fn threads(&self) -> i32 {
+        self.raw.n_threads
+    }
+    /// Prompt-processing threads.
+    pub fn threads_batch(&self) -> i32 {
+        self.raw.n_threads_batch
+    }
+    /// Flash attention policy.
+    pub fn flash_attention(&self) -> FlashAttention {
+        match self.raw.flash_attn_type {
+            sys::llama_flash_attn_type_LLAMA_FLASH_ATTN_TYPE_ENABLED => FlashAttention::Enabled,
+            sys::llama_flash_attn_type_LLAMA_FLASH_ATTN_TYPE_DISABLED => FlashAttention::Disabled,
+            _ => FlashAttention::Auto,
+        }
+    }
+    /// Whether embeddings mode is on.
+    pub fn embeddings(&self) -> bool {
+        self.raw.embeddings
+    }
+}

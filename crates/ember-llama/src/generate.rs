@@ -1,0 +1,427 @@
+//! Text generation: [`Context::generate`] returns a [`Generation`], an iterator over
+//! [`Piece`]s (token and text) with max tokens, stop strings, cancellation and stats.
+
+use std::time::{Duration, Instant};
+
+use crate::batch::Batch;
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::sampler::Sampler;
+use crate::token::{Token, TokenDecoder};
+
+/// Options of a generation.
+///
+/// ```
+/// let options = ember_llama::GenerateOptions::default()
+///     .with_max_tokens(32)
+///     .with_stop("\n\n");
+/// assert_eq!(options.max_tokens(), 32);
+/// ```
+#[derive(Clone, Debug)]
+pub struct GenerateOptions {
+    max_tokens: usize,
+    stop: Vec<String>,
+    add_special: bool,
+    parse_special: bool,
+    render_special: bool,
+}
+
+impl Default for GenerateOptions {
+    /// 256 tokens, no stop strings, BOS added and special-token text parsed in the prompt
+    /// (as llama.cpp's examples do), special tokens not rendered in the output.
+    fn default() -> Self {
+        GenerateOptions {
+            max_tokens: 256,
+            stop: Vec::new(),
+            add_special: true,
+            parse_special: true,
+            render_special: false,
+        }
+    }
+}
+
+impl GenerateOptions {
+    /// Most tokens to generate.
+    ///
+    /// ```
+    /// let options = ember_llama::GenerateOptions::default().with_max_tokens(8);
+    /// assert_eq!(options.max_tokens(), 8);
+    /// ```
+    #[must_use]
+    pub fn with_max_tokens(mut self, n: usize) -> Self {
+        self.max_tokens = n;
+        self
+    }
+
+    /// Adds a stop string: generation ends where it appears, and it is never emitted.
+    /// Empty strings are ignored.
+    ///
+    /// ```
+    /// let options = ember_llama::GenerateOptions::default().with_stop("User:");
+    /// assert_eq!(options.stops(), ["User:"]);
+    /// ```
+    #[must_use]
+    pub fn with_stop(mut self, stop: impl Into<String>) -> Self {
+        let stop = stop.into();
+        if !stop.is_empty() {
+            self.stop.push(stop);
+        }
+        self
+    }
+
+    /// Whether BOS/EOS are added to the prompt as the model asks (default `true`).
+    ///
+    /// ```
+    /// let options = ember_llama::GenerateOptions::default().with_add_special(false);
+    /// ```
+    #[must_use]
+    pub fn with_add_special(mut self, on: bool) -> Self {
+        self.add_special = on;
+        self
+    }
+
+    /// Whether special-token text in the prompt (such as `<start_of_turn>`) becomes those
+    /// tokens (default `true`).
+    ///
+    /// ```
+    /// let options = ember_llama::GenerateOptions::default().with_parse_special(false);
+    /// ```
+    #[must_use]
+    pub fn with_parse_special(mut self, on: bool) -> Self {
+        self.parse_special = on;
+        self
+    }
+
+    /// Whether generated special tokens are rendered as their text (default `false`).
+    ///
+    /// ```
+    /// let options = ember_llama::GenerateOptions::default().with_render_special(true);
+    /// ```
+    #[must_use]
+    pub fn with_render_special(mut self, on: bool) -> Self {
+        self.render_special = on;
+        self
+    }
+
+    /// Most tokens to generate.
+    pub fn max_tokens(&self) -> usize {
+        self.max_tokens
+    }
+
+    /// The stop strings.
+    pub fn stops(&self) -> &[String] {
+        &self.stop
+    }
+}
+
+/// One step of a generation: the token sampled and the text it released.
+///
+/// Text can lag behind tokens: bytes of an unfinished UTF-8 character, and text that
+/// could be the start of a stop string, are held until they are decided. Concatenating
+/// every `text` gives the whole output.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Piece {
+    /// The sampled token. When generation ends at an end-of-generation token while text
+    /// was still held, a last piece carries that token and the held text.
+    pub token: Token,
+    /// Text released at this step (valid UTF-8, possibly empty).
+    pub text: String,
+}
+
+/// Why a generation ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FinishReason {
+    /// The model produced an end-of-generation token.
+    EndOfGeneration,
+    /// `max_tokens` were generated.
+    MaxTokens,
+    /// A stop string appeared.
+    Stop,
+    /// The [`CancelHandle`](crate::CancelHandle) was triggered.
+    Cancelled,
+    /// The context window is full.
+    ContextFull,
+}
+
+/// Counters of a generation.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct GenerationStats {
+    /// Prompt tokens decoded.
+    pub prompt_tokens: usize,
+    /// Time to decode the prompt.
+    pub prompt_time: Duration,
+    /// Tokens sampled (including a final end-of-generation token).
+    pub generated_tokens: usize,
+    /// Time from the end of the prompt to the last token (decoding, sampling, text).
+    pub generation_time: Duration,
+}
+
+impl GenerationStats {
+    /// Prompt tokens per second.
+    pub fn prompt_tokens_per_second(&self) -> f64 {
+        per_second(self.prompt_tokens, self.prompt_time)
+    }
+
+    /// Generated tokens per second.
+    pub fn generation_tokens_per_second(&self) -> f64 {
+        per_second(self.generated_tokens, self.generation_time)
+    }
+}
+
+fn per_second(n: usize, t: Duration) -> f64 {
+    let secs = t.as_secs_f64();
+    if secs > 0.0 {
+        n as f64 / secs
+    } else {
+        0.0
+    }
+}
+
+/// A running generation; iterate it for [`Piece`]s. Created by [`Context::generate`].
+pub struct Generation<'a> {
+    ctx: &'a mut Context,
+    sampler: &'a mut Sampler,
+    options: GenerateOptions,
+    batch: Batch,
+    pos: i32,
+    to_decode: Option<Token>,
+    decoder: TokenDecoder,
+    held: String,
+    finish: Option<FinishReason>,
+    stats: GenerationStats,
+    gen_start: Instant,
+    done: bool,
+}
+
+impl std::fmt::Debug for Generation<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Generation")
+            .field("pos", &self.pos)
+            .field("finish", &self.finish)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Context {
+    /// Starts generating from `prompt`: clears the KV cache, resets `sampler`, tokenizes
+    /// and decodes the prompt, and returns the iterator.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::PromptTooLong`] when the prompt leaves no room in the context, errors of
+    /// tokenizing and decoding.
+    pub fn generate<'a>(
+        &'a mut self,
+        sampler: &'a mut Sampler,
+        prompt: &str,
+        options: &GenerateOptions,
+    ) -> Result<Generation<'a>> {
+        let tokens = self
+            .model()
+            .tokenize(prompt, options.add_special, options.parse_special)?;
+        self.generate_from_tokens(sampler, &tokens, options)
+    }
+
+    /// As [`Context::generate`], from prompt tokens.
+    ///
+    /// # Errors
+    ///
+    /// As [`Context::generate`]; [`Error::InvalidParameter`] for an empty prompt.
+    pub fn generate_from_tokens<'a>(
+        &'a mut self,
+        sampler: &'a mut Sampler,
+        prompt: &[Token],
+        options: &GenerateOptions,
+    ) -> Result<Generation<'a>> {
+        if prompt.is_empty() {
+            return Err(Error::InvalidParameter {
+                name: "prompt",
+                reason: "no tokens".into(),
+            });
+        }
+        for &t in prompt {
+            self.model().check_token(t)?;
+        }
+        if prompt.len() >= self.n_ctx() as usize {
+            return Err(Error::PromptTooLong {
+                tokens: prompt.len(),
+                used: 0,
+                n_ctx: self.n_ctx(),
+            });
+        }
+        self.cancel_handle().reset();
+        self.clear_kv();
+        sampler.reset();
+        let n_batch = self.n_batch() as usize;
+        let mut batch = Batch::new(n_batch.min(prompt.len()), 1);
+        let start = Instant::now();
+        let mut pos = 0i32;
+        for chunk in prompt.chunks(n_batch) {
+            batch.clear();
+            let last = pos as usize + chunk.len() == prompt.len();
+            batch.add_sequence(chunk, pos, 0, last)?;
+            self.decode(&batch)?;
+            pos += chunk.len() as i32;
+        }
+        let stats = GenerationStats {
+            prompt_tokens: prompt.len(),
+            prompt_time: start.elapsed(),
+            ..GenerationStats::default()
+        };
+        batch.clear();
+        Ok(Generation {
+            ctx: self,
+            sampler,
+            options: options.clone(),
+            batch,
+            pos,
+            to_decode: None,
+            decoder: TokenDecoder::new(),
+            held: String::new(),
+            finish: None,
+            stats,
+            gen_start: Instant::now(),
+            done: false,
+        })
+    }
+}
+
+impl Generation<'_> {
+    /// Why it ended (`None` while running).
+    pub fn finish_reason(&self) -> Option<FinishReason> {
+        self.finish
+    }
+
+    /// Counters so far (final once the iterator returned `None`).
+    pub fn stats(&self) -> GenerationStats {
+        self.stats
+    }
+
+    /// Runs to the end and returns the whole text.
+    ///
+    /// # Errors
+    ///
+    /// The first error of the iterator.
+    pub fn collect_text(&mut self) -> Result<String> {
+        let mut text = String::new();
+        for piece in self.by_ref() {
+            text.push_str(&piece?.text);
+        }
+        Ok(text)
+    }
+
+    fn end(&mut self, reason: FinishReason) {
+        self.finish = Some(reason);
+        self.done = true;
+        self.stats.generation_time = self.gen_start.elapsed();
+    }
+
+    /// Releases the held text that can no longer start a stop string; ends at a stop.
+    fn release(&mut self) -> String {
+        let earliest = self
+            .options
+            .stop
+            .iter()
+            .filter_map(|s| self.held.find(s.as_str()))
+            .min();
+        if let Some(at) = earliest {
+            let out = self.held[..at].to_string();
+            self.held.clear();
+            self.end(FinishReason::Stop);
+            return out;
+        }
+        // Keep the longest suffix of `held` that is a prefix of some stop string.
+        let mut keep_from = self.held.len();
+        for (i, _) in self.held.char_indices().rev() {
+            let tail = &self.held[i..];
+            if self.options.stop.iter().any(|s| s.starts_with(tail)) {
+                keep_from = i;
+            }
+        }
+        let out = self.held[..keep_from].to_string();
+        self.held.drain(..keep_from);
+        out
+    }
+
+    fn flush(&mut self) -> String {
+        let tail = self.decoder.finish();
+        self.held.push_str(&tail);
+        let out = self.release();
+        if self.finish == Some(FinishReason::Stop) {
+            return out;
+        }
+        out + &std::mem::take(&mut self.held)
+    }
+
+    fn step(&mut self) -> Result<Option<Piece>> {
+        if self.done {
+            return Ok(None);
+        }
+        if self.ctx.cancel_handle().is_cancelled() {
+            self.end(FinishReason::Cancelled);
+            return Ok(None);
+        }
+        if self.stats.generated_tokens >= self.options.max_tokens {
+            self.end(FinishReason::MaxTokens);
+            return Ok(None);
+        }
+        if let Some(token) = self.to_decode.take() {
+            if self.pos as u32 >= self.ctx.n_ctx() {
+                self.end(FinishReason::ContextFull);
+                return Ok(None);
+            }
+            self.batch.clear();
+            self.batch.add(token, self.pos, &[0], true)?;
+            match self.ctx.decode(&self.batch) {
+                Ok(()) => {}
+                Err(Error::Cancelled) => {
+                    self.end(FinishReason::Cancelled);
+                    return Ok(None);
+                }
+                Err(Error::ContextFull) => {
+                    self.end(FinishReason::ContextFull);
+                    return Ok(None);
+                }
+                Err(e) => {
+                    self.done = true;
+                    return Err(e);
+                }
+            }
+            self.pos += 1;
+        }
+        let token = self.sampler.sample(self.ctx, -1)?;
+        self.stats.generated_tokens += 1;
+        let model = std::sync::Arc::clone(self.ctx.model());
+        if model.is_eog(token) {
+            let text = self.flush();
+            if self.finish.is_none() {
+                self.end(FinishReason::EndOfGeneration);
+            }
+            return Ok((!text.is_empty()).then_some(Piece { token, text }));
+        }
+        let bytes = model.token_to_piece(token, self.options.render_special)?;
+        let fresh = self.decoder.push(&bytes);
+        self.held.push_str(&fresh);
+        let mut text = self.release();
+        if self.finish.is_none() && self.stats.generated_tokens >= self.options.max_tokens {
+            text.push_str(&self.flush());
+            if self.finish.is_none() {
+                self.end(FinishReason::MaxTokens);
+            }
+        }
+        if self.finish.is_none() {
+            self.to_decode = Some(token);
+            self.stats.generation_time = self.gen_start.elapsed();
+        }
+        Ok(Some(Piece { token, text }))
+    }
+}
+
+impl Iterator for Generation<'_> {
+    type Item = Result<Piece>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.step().transpose()
+    }
+}

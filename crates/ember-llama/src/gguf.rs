@@ -1,0 +1,471 @@
+//! A bounds-checked reader of a GGUF file's header, metadata and tensor directory.
+//!
+//! llama.cpp's own parser handles most damaged files, but some damage reaches a
+//! `GGML_ASSERT` (which aborts the process) or reads past an array. [`validate`] checks
+//! the structure in safe Rust first: every length against the bytes left in the file, every
+//! type tag, the keys llama.cpp reads with fixed types, and every tensor's data range.
+//! [`Model::load`](crate::Model::load) runs it before handing the path to llama.cpp.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::Path;
+
+use ember_llama_sys as sys;
+
+use crate::error::{Error, Result};
+
+/// `GGUF` in little-endian order.
+const MAGIC: [u8; 4] = *b"GGUF";
+/// llama.cpp's longest tensor name (`GGML_MAX_NAME` includes the NUL).
+const MAX_NAME: u64 = 63;
+/// llama.cpp's longest string and largest array (`GGUF_MAX_STRING_LENGTH`, `..._ARRAY_ELEMENTS`).
+const MAX_STRING: u64 = 1 << 30;
+const MAX_ARRAY: u64 = 1 << 30;
+/// Default data alignment when `general.alignment` is absent.
+const DEFAULT_ALIGNMENT: u64 = 32;
+
+/// GGUF value type tags.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ValueType {
+    U8,
+    I8,
+    U16,
+    I16,
+    U32,
+    I32,
+    F32,
+    Bool,
+    String,
+    Array,
+    U64,
+    I64,
+    F64,
+}
+
+impl ValueType {
+    fn from_tag(tag: u32) -> Option<ValueType> {
+        use ValueType::*;
+        Some(match tag {
+            0 => U8,
+            1 => I8,
+            2 => U16,
+            3 => I16,
+            4 => U32,
+            5 => I32,
+            6 => F32,
+            7 => Bool,
+            8 => String,
+            9 => Array,
+            10 => U64,
+            11 => I64,
+            12 => F64,
+            _ => return None,
+        })
+    }
+
+    /// Size of one scalar value; `None` for strings and arrays.
+    fn size(self) -> Option<u64> {
+        use ValueType::*;
+        match self {
+            U8 | I8 | Bool => Some(1),
+            U16 | I16 => Some(2),
+            U32 | I32 | F32 => Some(4),
+            U64 | I64 | F64 => Some(8),
+            String | Array => None,
+        }
+    }
+
+    fn is_integer(self) -> bool {
+        use ValueType::*;
+        matches!(self, U8 | I8 | U16 | I16 | U32 | I32 | U64 | I64)
+    }
+}
+
+/// What [`validate`] learnt about a file.
+#[derive(Clone, Debug)]
+pub struct GgufSummary {
+    /// GGUF version (2 or 3).
+    pub version: u32,
+    /// Number of metadata keys.
+    pub n_kv: u64,
+    /// Number of tensors.
+    pub n_tensors: u64,
+    /// `general.architecture`, if present.
+    pub architecture: Option<String>,
+}
+
+/// One metadata value, as much as the checks need.
+enum Value {
+    Scalar(ValueType, u64),
+    Str(String),
+    Array(ValueType, u64),
+}
+
+struct Reader {
+    inner: BufReader<File>,
+    pos: u64,
+    len: u64,
+}
+
+impl Reader {
+    fn remaining(&self) -> u64 {
+        self.len.saturating_sub(self.pos)
+    }
+
+    fn bytes(&mut self, n: u64, what: &str) -> Result<Vec<u8>, String> {
+        if n > self.remaining() {
+            return Err(format!(
+                "{what} at offset {} needs {n} bytes, only {} left",
+                self.pos,
+                self.remaining()
+            ));
+        }
+        let mut buf = vec![0u8; n as usize];
+        self.inner
+            .read_exact(&mut buf)
+            .map_err(|e| format!("reading {what} at offset {}: {e}", self.pos))?;
+        self.pos += n;
+        Ok(buf)
+    }
+
+    fn skip(&mut self, n: u64, what: &str) -> Result<(), String> {
+        if n > self.remaining() {
+            return Err(format!(
+                "{what} at offset {} needs {n} bytes, only {} left",
+                self.pos,
+                self.remaining()
+            ));
+        }
+        // `n` is at most the bytes left in the file, so it fits i64.
+        self.inner
+            .seek_relative(n as i64)
+            .map_err(|e| format!("reading {what} at offset {}: {e}", self.pos))?;
+        self.pos += n;
+        Ok(())
+    }
+
+    fn fixed<const N: usize>(&mut self, what: &str) -> Result<[u8; N], String> {
+        if N as u64 > self.remaining() {
+            return Err(format!(
+                "{what} at offset {} needs {N} bytes, only {} left",
+                self.pos,
+                self.remaining()
+            ));
+        }
+        let mut buf = [0u8; N];
+        self.inner
+            .read_exact(&mut buf)
+            .map_err(|e| format!("reading {what} at offset {}: {e}", self.pos))?;
+        self.pos += N as u64;
+        Ok(buf)
+    }
+
+    fn u32(&mut self, what: &str) -> Result<u32, String> {
+        Ok(u32::from_le_bytes(self.fixed(what)?))
+    }
+
+    fn u64(&mut self, what: &str) -> Result<u64, String> {
+        Ok(u64::from_le_bytes(self.fixed(what)?))
+    }
+
+    fn string(&mut self, what: &str) -> Result<String, String> {
+        let at = self.pos;
+        let n = self.u64(what)?;
+        if n > MAX_STRING {
+            return Err(format!("{what} at offset {at} has absurd length {n}"));
+        }
+        let bytes = self.bytes(n, what)?;
+        // llama.cpp keeps strings as bytes; keys and names are compared as UTF-8 here.
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// Skips a string without keeping it (vocabularies hold hundreds of thousands).
+    fn skip_string(&mut self, what: &str) -> Result<(), String> {
+        let at = self.pos;
+        let n = self.u64(what)?;
+        if n > MAX_STRING {
+            return Err(format!("{what} at offset {at} has absurd length {n}"));
+        }
+        self.skip(n, what)
+    }
+
+    fn value(&mut self, ty: ValueType, key: &str) -> Result<Value, String> {
+        if let Some(size) = ty.size() {
+            let b = self.bytes(size, key)?;
+            let mut a = [0u8; 8];
+            a[..b.len()].copy_from_slice(&b);
+            return Ok(Value::Scalar(ty, u64::from_le_bytes(a)));
+        }
+        if ty == ValueType::String {
+            return Ok(Value::Str(self.string(key)?));
+        }
+        let at = self.pos;
+        let tag = self.u32(key)?;
+        let elem = ValueType::from_tag(tag).ok_or_else(|| {
+            format!("array `{key}` at offset {at} has unknown element type {tag}")
+        })?;
+        let n = self.u64(key)?;
+        if n > MAX_ARRAY {
+            return Err(format!(
+                "array `{key}` at offset {at} has absurd length {n}"
+            ));
+        }
+        match elem {
+            ValueType::Array => {
+                return Err(format!("array `{key}` at offset {at} nests arrays"));
+            }
+            ValueType::String => {
+                // Each string needs at least its 8-byte length.
+                if n.saturating_mul(8) > self.remaining() {
+                    return Err(format!(
+                        "array `{key}` at offset {at}: {n} strings cannot fit in {} bytes",
+                        self.remaining()
+                    ));
+                }
+                for _ in 0..n {
+                    self.skip_string(key)?;
+                }
+            }
+            scalar => {
+                let size = scalar.size().unwrap_or(1);
+                self.skip(n.saturating_mul(size), key)?;
+            }
+        }
+        Ok(Value::Array(elem, n))
+    }
+}
+
+/// Checks that `path` is a GGUF file llama.cpp can parse without tripping an assertion.
+///
+/// # Errors
+///
+/// [`Error::ModelFile`] when the file cannot be opened, [`Error::InvalidGguf`] naming the
+/// first problem (with its byte offset) otherwise.
+pub fn validate(path: &Path) -> Result<GgufSummary> {
+    let file = File::open(path).map_err(|source| Error::ModelFile {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let len = file
+        .metadata()
+        .map_err(|source| Error::ModelFile {
+            path: path.to_path_buf(),
+            source,
+        })?
+        .len();
+    if !file.metadata().map(|m| m.is_file()).unwrap_or(false) {
+        return Err(Error::InvalidGguf {
+            path: path.to_path_buf(),
+            reason: "not a regular file".into(),
+        });
+    }
+    let mut reader = Reader {
+        inner: BufReader::with_capacity(1 << 16, file),
+        pos: 0,
+        len,
+    };
+    check(&mut reader).map_err(|reason| Error::InvalidGguf {
+        path: path.to_path_buf(),
+        reason,
+    })
+}
+
+fn check(r: &mut Reader) -> Result<GgufSummary, String> {
+    let magic = r.bytes(4, "magic")?;
+    if magic != MAGIC {
+        return Err(format!("bad magic {magic:02x?}, expected \"GGUF\""));
+    }
+    let version = r.u32("version")?;
+    if version != 2 && version != 3 {
+        return Err(format!("unsupported GGUF version {version} (2 and 3 are)"));
+    }
+    let n_tensors = r.u64("tensor count")?;
+    let n_kv = r.u64("metadata count")?;
+    // A key/value takes at least 8 (key length) + 4 (type) + 1 bytes; a tensor entry at
+    // least 8 + 4 + 8 + 4 + 8.
+    if n_kv.saturating_mul(13) > r.remaining() {
+        return Err(format!(
+            "absurd metadata count {n_kv} for a file of {} bytes",
+            r.len
+        ));
+    }
+    if n_tensors.saturating_mul(32) > r.remaining() {
+        return Err(format!(
+            "absurd tensor count {n_tensors} for a file of {} bytes",
+            r.len
+        ));
+    }
+
+    let mut keys = HashSet::new();
+    let mut alignment = DEFAULT_ALIGNMENT;
+    let mut architecture = None;
+    let mut n_vocab = None;
+    let mut vocab_arrays = Vec::new();
+    for _ in 0..n_kv {
+        let at = r.pos;
+        let key = r.string("metadata key")?;
+        if key.is_empty() {
+            return Err(format!("empty metadata key at offset {at}"));
+        }
+        if !keys.insert(key.clone()) {
+            return Err(format!("duplicate metadata key `{key}` at offset {at}"));
+        }
+        let tag = r.u32(&key)?;
+        let ty = ValueType::from_tag(tag)
+            .ok_or_else(|| format!("metadata `{key}` at offset {at} has unknown type {tag}"))?;
+        let value = r.value(ty, &key)?;
+        check_known_key(&key, &value)?;
+        match (key.as_str(), &value) {
+            ("general.alignment", Value::Scalar(ValueType::U32, v)) => {
+                if *v == 0 || !v.is_power_of_two() {
+                    return Err(format!("general.alignment {v} is not a power of two"));
+                }
+                alignment = *v;
+            }
+            ("general.architecture", Value::Str(s)) => architecture = Some(s.clone()),
+            ("tokenizer.ggml.tokens", Value::Array(_, n)) => n_vocab = Some(*n),
+            (k, Value::Array(_, n))
+                if k == "tokenizer.ggml.scores" || k == "tokenizer.ggml.token_type" =>
+            {
+                vocab_arrays.push((key.clone(), *n));
+            }
+            _ => {}
+        }
+    }
+    if let Some(n_vocab) = n_vocab {
+        for (key, n) in vocab_arrays {
+            if n < n_vocab {
+                return Err(format!("`{key}` has {n} entries for {n_vocab} tokens"));
+            }
+        }
+    }
+
+    let mut names = HashSet::new();
+    let mut tensors = Vec::new();
+    for _ in 0..n_tensors {
+        let at = r.pos;
+        let name = r.string("tensor name")?;
+        if name.len() as u64 > MAX_NAME {
+            return Err(format!(
+                "tensor name at offset {at} is longer than {MAX_NAME} bytes"
+            ));
+        }
+        if !names.insert(name.clone()) {
+            return Err(format!("duplicate tensor `{name}` at offset {at}"));
+        }
+        let n_dims = r.u32(&name)?;
+        if n_dims == 0 || n_dims > 4 {
+            return Err(format!(
+                "tensor `{name}` has {n_dims} dimensions (1 to 4 allowed)"
+            ));
+        }
+        let mut n_elements: u64 = 1;
+        let mut ne0 = 0;
+        for d in 0..n_dims {
+            let dim = r.u64(&name)?;
+            if dim == 0 || dim > i64::MAX as u64 {
+                return Err(format!("tensor `{name}` has dimension {d} of size {dim}"));
+            }
+            if d == 0 {
+                ne0 = dim;
+            }
+            n_elements = n_elements
+                .checked_mul(dim)
+                .filter(|n| *n <= i64::MAX as u64)
+                .ok_or_else(|| format!("tensor `{name}` has too many elements"))?;
+        }
+        let ty = r.u32(&name)?;
+        let bytes = tensor_bytes(ty, ne0, n_elements)
+            .ok_or_else(|| format!("tensor `{name}` has invalid type {ty} for its shape"))?;
+        let offset = r.u64(&name)?;
+        if offset % alignment != 0 {
+            return Err(format!(
+                "tensor `{name}` data offset {offset} is not aligned to {alignment}"
+            ));
+        }
+        tensors.push((name, offset, bytes));
+    }
+
+    let data_start = r.pos.div_ceil(alignment).saturating_mul(alignment);
+    if data_start > r.len {
+        return Err(format!(
+            "tensor data would start at {data_start}, past the end of the file ({})",
+            r.len
+        ));
+    }
+    let data_len = r.len - data_start;
+    for (name, offset, bytes) in &tensors {
+        let end = offset.checked_add(*bytes);
+        if end.is_none_or(|end| end > data_len) {
+            return Err(format!(
+                "tensor `{name}` data [{offset}, +{bytes}) is outside the {data_len} data bytes"
+            ));
+        }
+    }
+    Ok(GgufSummary {
+        version,
+        n_kv,
+        n_tensors,
+        architecture,
+    })
+}
+
+/// Bytes of a tensor of `ty` with `n_elements` elements and rows of `ne0`.
+fn tensor_bytes(ty: u32, ne0: u64, n_elements: u64) -> Option<u64> {
+    if ty >= sys::ggml_type_GGML_TYPE_COUNT {
+        return None;
+    }
+    // SAFETY: `ty` is below GGML_TYPE_COUNT, so both functions only read ggml's static
+    // type-traits table at that index.
+    let (block, size) = unsafe { (sys::ggml_blck_size(ty), sys::ggml_type_size(ty)) };
+    let block = u64::try_from(block).ok().filter(|b| *b > 0)?;
+    let size = size as u64;
+    if size == 0 || ne0 % block != 0 {
+        return None;
+    }
+    (n_elements / block).checked_mul(size)
+}
+
+/// Keys llama.cpp reads with a fixed type: a wrong type there is an error here.
+fn check_known_key(key: &str, value: &Value) -> Result<(), String> {
+    let wrong = |want: &str| Err(format!("metadata `{key}` should be {want}"));
+    match key {
+        "general.alignment" => match value {
+            Value::Scalar(ValueType::U32, _) => Ok(()),
+            _ => wrong("a u32"),
+        },
+        "general.architecture"
+        | "general.name"
+        | "tokenizer.ggml.model"
+        | "tokenizer.ggml.pre"
+        | "tokenizer.chat_template" => match value {
+            Value::Str(_) => Ok(()),
+            _ => wrong("a string"),
+        },
+        "tokenizer.ggml.tokens" | "tokenizer.ggml.merges" => match value {
+            Value::Array(ValueType::String, _) => Ok(()),
+            _ => wrong("an array of strings"),
+        },
+        "tokenizer.ggml.scores" => match value {
+            Value::Array(ValueType::F32 | ValueType::I32, _) => Ok(()),
+            _ => wrong("an array of f32"),
+        },
+        "tokenizer.ggml.token_type" => match value {
+            Value::Array(ValueType::I32, _) => Ok(()),
+            _ => wrong("an array of i32"),
+        },
+        _ if key.ends_with("_token_id")
+            || key.ends_with(".context_length")
+            || key.ends_with(".embedding_length")
+            || key.ends_with(".block_count") =>
+        {
+            match value {
+                Value::Scalar(ty, _) if ty.is_integer() => Ok(()),
+                Value::Array(ty, _) if ty.is_integer() && key.ends_with(".block_count") => Ok(()),
+                _ => wrong("an integer"),
+            }
+        }
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,341 @@
+//! [`Sampler`] chains, built with [`SamplerBuilder`]: how the next token is picked.
+
+use std::ffi::CString;
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+use ember_llama_sys as sys;
+
+use crate::context::Context;
+use crate::error::{c_string, Error, Result};
+use crate::model::Model;
+use crate::token::Token;
+
+/// One stage of a chain, kept as plain values until [`SamplerBuilder::build`].
+#[derive(Clone, Debug)]
+enum Stage {
+    Greedy,
+    Dist(u32),
+    Temp(f32),
+    TopK(i32),
+    TopP(f32, usize),
+    MinP(f32, usize),
+    Typical(f32, usize),
+    Penalties {
+        last_n: i32,
+        repeat: f32,
+        frequency: f32,
+        presence: f32,
+    },
+    Mirostat {
+        seed: u32,
+        tau: f32,
+        eta: f32,
+        m: i32,
+    },
+    MirostatV2 {
+        seed: u32,
+        tau: f32,
+        eta: f32,
+    },
+    Grammar {
+        gbnf: String,
+        root: String,
+    },
+}
+
+impl Stage {
+    /// Whether the stage picks a token (a chain must end with one).
+    fn selects(&self) -> bool {
+        matches!(
+            self,
+            Stage::Greedy | Stage::Dist(_) | Stage::Mirostat { .. } | Stage::MirostatV2 { .. }
+        )
+    }
+}
+
+/// Builds a [`Sampler`]: stages run in the order added, and the last one must select a
+/// token (greedy, seeded random, or mirostat).
+///
+/// ```
+/// use ember_llama::SamplerBuilder;
+/// // Typical creative settings: penalties, then truncation, then temperature, then a draw.
+/// let builder = SamplerBuilder::new()
+///     .penalties(64, 1.1, 0.0, 0.0)
+///     .top_k(40)
+///     .top_p(0.95, 1)
+///     .min_p(0.05, 1)
+///     .temperature(0.8)
+///     .seeded(42);
+/// ```
+#[derive(Clone, Debug, Default)]
+#[must_use]
+pub struct SamplerBuilder {
+    stages: Vec<Stage>,
+}
+
+impl SamplerBuilder {
+    /// An empty chain.
+    pub fn new() -> Self {
+        SamplerBuilder::default()
+    }
+
+    /// A chain that always picks the most likely token.
+    ///
+    /// ```
+    /// let greedy = ember_llama::SamplerBuilder::greedy();
+    /// ```
+    pub fn greedy() -> Self {
+        SamplerBuilder::new().select_greedy()
+    }
+
+    /// Selects the most likely token.
+    pub fn select_greedy(mut self) -> Self {
+        self.stages.push(Stage::Greedy);
+        self
+    }
+
+    /// Draws a token at random from the distribution, with a fixed seed (reproducible).
+    pub fn seeded(mut self, seed: u32) -> Self {
+        self.stages.push(Stage::Dist(seed));
+        self
+    }
+
+    /// Divides logits by `t` (`t <= 0` keeps only the most likely token).
+    pub fn temperature(mut self, t: f32) -> Self {
+        self.stages.push(Stage::Temp(t));
+        self
+    }
+
+    /// Keeps the `k` most likely tokens (`k <= 0` keeps all).
+    pub fn top_k(mut self, k: i32) -> Self {
+        self.stages.push(Stage::TopK(k));
+        self
+    }
+
+    /// Keeps the smallest set of tokens whose probability adds up to `p` (at least
+    /// `min_keep`).
+    pub fn top_p(mut self, p: f32, min_keep: usize) -> Self {
+        self.stages.push(Stage::TopP(p, min_keep));
+        self
+    }
+
+    /// Keeps tokens at least `p` times as likely as the most likely one.
+    pub fn min_p(mut self, p: f32, min_keep: usize) -> Self {
+        self.stages.push(Stage::MinP(p, min_keep));
+        self
+    }
+
+    /// Locally typical sampling with mass `p`.
+    pub fn typical(mut self, p: f32, min_keep: usize) -> Self {
+        self.stages.push(Stage::Typical(p, min_keep));
+        self
+    }
+
+    /// Repetition (`repeat`, 1.0 = off), frequency and presence (0.0 = off) penalties over
+    /// the last `last_n` tokens.
+    pub fn penalties(mut self, last_n: i32, repeat: f32, frequency: f32, presence: f32) -> Self {
+        self.stages.push(Stage::Penalties {
+            last_n,
+            repeat,
+            frequency,
+            presence,
+        });
+        self
+    }
+
+    /// Mirostat 1.0 (selects the token): target surprise `tau`, learning rate `eta`, `m`
+    /// tokens for the estimate (100 in the paper).
+    pub fn mirostat(mut self, seed: u32, tau: f32, eta: f32, m: i32) -> Self {
+        self.stages.push(Stage::Mirostat { seed, tau, eta, m });
+        self
+    }
+
+    /// Mirostat 2.0 (selects the token).
+    pub fn mirostat_v2(mut self, seed: u32, tau: f32, eta: f32) -> Self {
+        self.stages.push(Stage::MirostatV2 { seed, tau, eta });
+        self
+    }
+
+    /// Constrains output to a GBNF grammar starting at rule `root` (usually `"root"`).
+    /// Put it before the selecting stage.
+    pub fn grammar(mut self, gbnf: &str, root: &str) -> Self {
+        self.stages.push(Stage::Grammar {
+            gbnf: gbnf.to_string(),
+            root: root.to_string(),
+        });
+        self
+    }
+
+    /// Creates the chain for `model`'s vocabulary.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidSampler`] (no stage, a stage after the selecting one, or
+    /// out-of-range values), [`Error::InvalidGrammar`], [`Error::NulByte`].
+    pub fn build(&self, model: &Arc<Model>) -> Result<Sampler> {
+        let Some(last) = self.stages.last() else {
+            return Err(Error::InvalidSampler("the chain has no stage".into()));
+        };
+        if !last.selects() {
+            return Err(Error::InvalidSampler(
+                "the last stage must select a token (greedy, seeded or mirostat)".into(),
+            ));
+        }
+        if self.stages[..self.stages.len() - 1]
+            .iter()
+            .any(Stage::selects)
+        {
+            return Err(Error::InvalidSampler(
+                "only the last stage may select a token".into(),
+            ));
+        }
+        for stage in &self.stages {
+            validate(stage)?;
+        }
+        // SAFETY: plain value constructor.
+        let mut params = unsafe { sys::llama_sampler_chain_default_params() };
+        params.no_perf = true;
+        // SAFETY: returns a new chain we own (freed in Sampler's Drop).
+        let chain = unsafe { sys::llama_sampler_chain_init(params) };
+        let chain = NonNull::new(chain)
+            .ok_or_else(|| Error::InvalidSampler("llama.cpp could not create a chain".into()))?;
+        let sampler = Sampler {
+            raw: chain,
+            model: Arc::clone(model),
+        };
+        for stage in &self.stages {
+            let raw = stage_raw(stage, model)?;
+            // SAFETY: `raw` is a new, non-null sampler; the chain takes ownership of it.
+            unsafe { sys::llama_sampler_chain_add(sampler.raw.as_ptr(), raw.as_ptr()) };
+        }
+        Ok(sampler)
+    }
+}
+
+fn validate(stage: &Stage) -> Result<()> {
+    let bad = |what: &str| Err(Error::InvalidSampler(what.to_string()));
+    let finite = |v: f32| v.is_finite();
+    match *stage {
+        Stage::Temp(t) if !finite(t) => bad("temperature must be finite"),
+        Stage::TopP(p, _) | Stage::MinP(p, _) | Stage::Typical(p, _)
+            if !(0.0..=1.0).contains(&p) =>
+        {
+            bad("top-p, min-p and typical mass must be in 0..=1")
+        }
+        Stage::Penalties {
+            repeat,
+            frequency,
+            presence,
+            last_n,
+        } if !(repeat > 0.0 && finite(repeat) && finite(frequency) && finite(presence))
+            || last_n < -1 =>
+        {
+            bad("penalties: repeat must be > 0, all finite, last_n >= -1")
+        }
+        Stage::Mirostat { tau, eta, m, .. } if !(finite(tau) && finite(eta) && m > 0) => {
+            bad("mirostat: tau and eta finite, m > 0")
+        }
+        Stage::MirostatV2 { tau, eta, .. } if !(finite(tau) && finite(eta)) => {
+            bad("mirostat v2: tau and eta finite")
+        }
+        _ => Ok(()),
+    }
+}
+
+fn stage_raw(stage: &Stage, model: &Model) -> Result<NonNull<sys::llama_sampler>> {
+    let n_vocab = model.n_vocab();
+    // SAFETY: (every arm) constructors with values validated above; each returns a new
+    // sampler or null. The grammar one gets NUL-terminated strings that outlive the call
+    // and the model's vocab, which the Sampler keeps alive through its Arc<Model>.
+    let raw = unsafe {
+        match stage {
+            Stage::Greedy => sys::llama_sampler_init_greedy(),
+            Stage::Dist(seed) => sys::llama_sampler_init_dist(*seed),
+            Stage::Temp(t) => sys::llama_sampler_init_temp(*t),
+            Stage::TopK(k) => sys::llama_sampler_init_top_k(*k),
+            Stage::TopP(p, keep) => sys::llama_sampler_init_top_p(*p, *keep),
+            Stage::MinP(p, keep) => sys::llama_sampler_init_min_p(*p, *keep),
+            Stage::Typical(p, keep) => sys::llama_sampler_init_typical(*p, *keep),
+            Stage::Penalties {
+                last_n,
+                repeat,
+                frequency,
+                presence,
+            } => {
+                sys::llama_sampler_init_penalties(n_vocab, *last_n, *repeat, *frequency, *presence)
+            }
+            Stage::Mirostat { seed, tau, eta, m } => {
+                sys::llama_sampler_init_mirostat(n_vocab, *seed, *tau, *eta, *m)
+            }
+            Stage::MirostatV2 { seed, tau, eta } => {
+                sys::llama_sampler_init_mirostat_v2(*seed, *tau, *eta)
+            }
+            Stage::Grammar { gbnf, root } => {
+                let gbnf_c: CString = c_string("grammar", gbnf)?;
+                let root_c: CString = c_string("grammar root", root)?;
+                let raw = sys::llama_sampler_init_grammar(
+                    model.vocab_ptr(),
+                    gbnf_c.as_ptr(),
+                    root_c.as_ptr(),
+                );
+                if raw.is_null() || gbnf.trim().is_empty() {
+                    if !raw.is_null() {
+                        sys::llama_sampler_free(raw);
+                    }
+                    return Err(Error::InvalidGrammar { root: root.clone() });
+                }
+                raw
+            }
+        }
+    };
+    NonNull::new(raw).ok_or_else(|| Error::InvalidSampler(format!("llama.cpp rejected {stage:?}")))
+}
+
+/// A sampler chain. `Send`; use one per generation stream.
+#[derive(Debug)]
+pub struct Sampler {
+    raw: NonNull<sys::llama_sampler>,
+    /// Keeps the vocabulary a grammar stage points into alive.
+    model: Arc<Model>,
+}
+
+// SAFETY: the chain (and the stages it owns) is only used through `&mut self`; llama.cpp
+// samplers keep no thread affinity. The grammar stage points into the vocabulary of the
+// model this Sampler holds an Arc of, and Model is Sync.
+unsafe impl Send for Sampler {}
+
+impl Drop for Sampler {
+    fn drop(&mut self) {
+        // SAFETY: the chain came from llama_sampler_chain_init; freeing it frees its stages.
+        unsafe { sys::llama_sampler_free(self.raw.as_ptr()) };
+    }
+}
+
+impl Sampler {
+    /// Picks the next token from the logits of batch entry `index` of the context's last
+    /// decode (`-1` = last output) and records it in the chain's state (penalties, grammar).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NoOutput`] when the last decode has no output there.
+    pub fn sample(&mut self, ctx: &Context, index: i32) -> Result<Token> {
+        if ctx.model().n_vocab() != self.model.n_vocab() {
+            return Err(Error::InvalidSampler(
+                "the sampler was built for a model with another vocabulary".into(),
+            ));
+        }
+        let i = ctx.output_index(index)?;
+        // SAFETY: the chain ends with a selecting stage (checked in build), so llama.cpp's
+        // assertion on the selection holds; `i` is an output of the last decode, so its
+        // logits exist (llama.cpp asserts that too).
+        let token = unsafe { sys::llama_sampler_sample(self.raw.as_ptr(), ctx.as_ptr(), i) };
+        Ok(Token(token))
+    }
+
+    /// Resets the chain's state (penalty history, grammar, mirostat).
+    pub fn reset(&mut self) {
+        // SAFETY: valid chain, exclusively borrowed.
+        unsafe { sys::llama_sampler_reset(self.raw.as_ptr()) };
+    }
+}
