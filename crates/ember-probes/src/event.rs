@@ -448,9 +448,13 @@ pub(crate) fn split_args(bytes: &[u8]) -> Vec<String> {
 }
 
 pub(crate) fn page_size() -> u64 {
-    // SAFETY: sysconf has no preconditions; it only reads a constant of the system.
-    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    u64::try_from(size).unwrap_or(4096)
+    // Read once: exit records need it, one per process.
+    static PAGE_SIZE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *PAGE_SIZE.get_or_init(|| {
+        // SAFETY: sysconf has no preconditions; it only reads a constant of the system.
+        let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        u64::try_from(size).unwrap_or(4096)
+    })
 }
 
 #[cfg(test)]
