@@ -1,8 +1,9 @@
 //! Run with: `sudo cargo run --example execsnoop --no-default-features --features probes -- [--json]`
 //!
-//! One line per successful exec, like libbpf-tools' execsnoop: time (UTC), pid, ppid, return
-//! value (always 0: the probe sits on `sched_process_exec`, which only fires on success) and the
-//! command line (its first 256 bytes). `--json` prints one JSON object per line instead.
+//! One line per exec, like libbpf-tools' execsnoop: time (UTC), pid, ppid, what `execve` returned
+//! (0, or a negative errno for a failed exec) and the command line (its first 256 bytes).
+//! `--json` prints one JSON object per line instead. Failed execs come from the classic
+//! `syscalls` tracepoints, which need tracefs; without it only successful execs are shown.
 
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use clap::Parser;
-use ember::probes::{Builder, Event, ExecEvent, RecvTimeoutError};
+use ember::probes::{Builder, Error, Event, RecvTimeoutError};
 
 /// Trace new processes.
 #[derive(Parser)]
@@ -48,10 +49,15 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> anyhow::Result<()> {
-    let probes = Builder::new()
-        .oom(false)
-        .start()
-        .context("starting the exec probe")?;
+    let builder = Builder::new().oom(false);
+    let probes = match builder.clone().failed_execs(true).start() {
+        Err(err @ Error::Attach { .. }) => {
+            eprintln!("warning: failed execs will not be shown: {err}");
+            builder.start()
+        }
+        started => started,
+    }
+    .context("starting the exec probe")?;
     let deadline = args
         .duration
         .map(|s| Instant::now() + Duration::from_secs(s));
@@ -71,7 +77,9 @@ fn run(args: &Args) -> anyhow::Result<()> {
             Err(RecvTimeoutError::Timeout) => continue,
             Err(RecvTimeoutError::Disconnected) => break, // the poller failed: stop() says why
         };
-        let Event::Exec(exec) = event else { continue };
+        let Some(exec) = Exec::from_event(event) else {
+            continue;
+        };
         if args
             .name
             .as_ref()
@@ -82,15 +90,9 @@ fn run(args: &Args) -> anyhow::Result<()> {
         if args.json {
             writeln!(out, "{}", json(&exec))?;
         } else {
-            writeln!(
-                out,
-                "{:<8} {:<7} {:<7} {:>3} {}",
-                clock(),
-                exec.pid,
-                exec.ppid,
-                0,
-                command_line(&exec)
-            )?;
+            let (pid, ppid, ret) = (exec.pid, exec.ppid, exec.ret);
+            let line = command_line(&exec);
+            writeln!(out, "{:<8} {pid:<7} {ppid:<7} {ret:>3} {line}", clock())?;
         }
         out.flush()?;
         shown += 1;
@@ -103,7 +105,53 @@ fn run(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn command_line(exec: &ExecEvent) -> String {
+/// What is shown of a successful exec (`ret` 0) or a failed one (a negative errno).
+struct Exec {
+    ts_ns: u64,
+    pid: u32,
+    ppid: u32,
+    uid: u32,
+    ret: i32,
+    cgroup_id: Option<u64>,
+    comm: String,
+    filename: String,
+    argv: Vec<String>,
+    argv_truncated: bool,
+}
+
+impl Exec {
+    fn from_event(event: Event) -> Option<Exec> {
+        Some(match event {
+            Event::Exec(e) => Exec {
+                ret: 0,
+                cgroup_id: Some(e.cgroup_id),
+                ts_ns: e.ts_ns,
+                pid: e.pid,
+                ppid: e.ppid,
+                uid: e.uid,
+                comm: e.comm,
+                filename: e.filename,
+                argv: e.argv,
+                argv_truncated: e.argv_truncated,
+            },
+            Event::ExecFailed(e) => Exec {
+                ret: e.ret,
+                cgroup_id: None,
+                ts_ns: e.ts_ns,
+                pid: e.pid,
+                ppid: e.ppid,
+                uid: e.uid,
+                comm: e.comm,
+                filename: e.filename,
+                argv: e.argv,
+                argv_truncated: e.argv_truncated,
+            },
+            _ => return None,
+        })
+    }
+}
+
+fn command_line(exec: &Exec) -> String {
     let mut line = if exec.argv.is_empty() {
         exec.filename.clone()
     } else {
@@ -115,14 +163,14 @@ fn command_line(exec: &ExecEvent) -> String {
     line
 }
 
-fn json(exec: &ExecEvent) -> serde_json::Value {
+fn json(exec: &Exec) -> serde_json::Value {
     serde_json::json!({
         "time": clock(),
         "ts_ns": exec.ts_ns,
         "pid": exec.pid,
         "ppid": exec.ppid,
         "uid": exec.uid,
-        "ret": 0,
+        "ret": exec.ret,
         "comm": exec.comm,
         "filename": exec.filename,
         "argv": exec.argv,

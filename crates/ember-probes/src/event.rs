@@ -15,6 +15,7 @@ const EVENT_FORK: u32 = 2;
 const EVENT_EXIT: u32 = 3;
 const EVENT_OOM: u32 = 4;
 const EVENT_TCP: u32 = 5;
+const EVENT_EXEC_FAIL: u32 = 6;
 
 const AF_INET6: u16 = 10;
 
@@ -36,8 +37,24 @@ struct RawExec {
     args_size: u32,
     args_len: u32,
     comm: [u8; TASK_COMM_LEN],
+    filename_len: u32,
+    _pad: u32,
+    data: [u8; FILENAME_LEN + ARGV_LEN],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct RawExecFail {
+    hdr: RawHeader,
+    ppid: u32,
+    uid: u32,
+    ret: i32,
+    args_len: u32,
+    truncated: u32,
+    _pad: u32,
+    comm: [u8; TASK_COMM_LEN],
     filename: [u8; FILENAME_LEN],
-    args: [u8; ARGV_LEN],
+    args: [u8; 2 * ARGV_LEN],
 }
 
 #[repr(C)]
@@ -99,6 +116,8 @@ unsafe impl plain::Plain for RawHeader {}
 // SAFETY: as above.
 unsafe impl plain::Plain for RawExec {}
 // SAFETY: as above.
+unsafe impl plain::Plain for RawExecFail {}
+// SAFETY: as above.
 unsafe impl plain::Plain for RawFork {}
 // SAFETY: as above.
 unsafe impl plain::Plain for RawExit {}
@@ -121,6 +140,8 @@ pub enum Event {
     Oom(OomEvent),
     /// A TCP connection closed.
     Tcp(TcpEvent),
+    /// An `execve` failed (only with [`Builder::failed_execs`](crate::Builder::failed_execs)).
+    ExecFailed(ExecFailedEvent),
 }
 
 impl Event {
@@ -132,6 +153,7 @@ impl Event {
             Event::Exit(e) => e.pid,
             Event::Oom(e) => e.pid,
             Event::Tcp(e) => e.pid,
+            Event::ExecFailed(e) => e.pid,
         }
     }
 
@@ -143,6 +165,7 @@ impl Event {
             Event::Exit(e) => e.ts_ns,
             Event::Oom(e) => e.ts_ns,
             Event::Tcp(e) => e.ts_ns,
+            Event::ExecFailed(e) => e.ts_ns,
         }
     }
 
@@ -152,6 +175,7 @@ impl Event {
         Some(match hdr.kind {
             EVENT_EXEC => {
                 let r: RawExec = read(data)?;
+                let off = (r.filename_len as usize).min(FILENAME_LEN);
                 let len = (r.args_len as usize).min(ARGV_LEN);
                 Event::Exec(ExecEvent {
                     ts_ns: r.hdr.ts_ns,
@@ -160,9 +184,24 @@ impl Event {
                     uid: r.uid,
                     cgroup_id: r.cgroup_id,
                     comm: cstr(&r.comm),
+                    filename: cstr(&r.data[..off]),
+                    argv: split_args(&r.data[off..off + len]),
+                    argv_truncated: r.args_size as usize > len,
+                })
+            }
+            EVENT_EXEC_FAIL => {
+                let r: RawExecFail = read(data)?;
+                let len = (r.args_len as usize).min(ARGV_LEN);
+                Event::ExecFailed(ExecFailedEvent {
+                    ts_ns: r.hdr.ts_ns,
+                    pid: r.hdr.pid,
+                    ppid: r.ppid,
+                    uid: r.uid,
+                    ret: r.ret,
+                    comm: cstr(&r.comm),
                     filename: cstr(&r.filename),
                     argv: split_args(&r.args[..len]),
-                    argv_truncated: r.args_size as usize > len,
+                    argv_truncated: r.truncated != 0 || r.args_len as usize > len,
                 })
             }
             EVENT_FORK => {
@@ -249,6 +288,30 @@ pub struct ExecEvent {
     /// Path given to `execve`.
     pub filename: String,
     /// Arguments, from the first 256 bytes of the new process's argv.
+    pub argv: Vec<String>,
+    /// True when argv was longer than what was copied.
+    pub argv_truncated: bool,
+}
+
+/// A failed `execve` (the process goes on running its old program).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ExecFailedEvent {
+    /// Kernel time of the return from `execve`, `CLOCK_MONOTONIC` nanoseconds.
+    pub ts_ns: u64,
+    /// Process id (thread-group id) of the caller.
+    pub pid: u32,
+    /// Parent process id.
+    pub ppid: u32,
+    /// Real user id.
+    pub uid: u32,
+    /// What `execve` returned: a negative errno, e.g. `-2` (`ENOENT`).
+    pub ret: i32,
+    /// Command name of the caller.
+    pub comm: String,
+    /// Path given to `execve`.
+    pub filename: String,
+    /// Arguments given to `execve`: at most 16, and their first 256 bytes.
     pub argv: Vec<String>,
     /// True when argv was longer than what was copied.
     pub argv_truncated: bool,
@@ -385,9 +448,13 @@ pub(crate) fn split_args(bytes: &[u8]) -> Vec<String> {
 }
 
 pub(crate) fn page_size() -> u64 {
-    // SAFETY: sysconf has no preconditions; it only reads a constant of the system.
-    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    u64::try_from(size).unwrap_or(4096)
+    // Read once: exit records need it, one per process.
+    static PAGE_SIZE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *PAGE_SIZE.get_or_init(|| {
+        // SAFETY: sysconf has no preconditions; it only reads a constant of the system.
+        let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        u64::try_from(size).unwrap_or(4096)
+    })
 }
 
 #[cfg(test)]

@@ -2,54 +2,75 @@
 //!
 //! The poller hands events over in batches (one per ring-buffer read, every few milliseconds),
 //! so the reader's thread is woken once per batch rather than once per event: a thread wakeup
-//! costs several microseconds, more than handling an event. The bound counts events, not
-//! batches; events that would exceed it are dropped and counted.
+//! costs several microseconds, more than handling an event. The bound counts events; events
+//! that would exceed it are dropped and counted.
+//!
+//! A mutex and a condition variable, not a channel: a blocked reader sleeps on the condition
+//! variable at once, where crossbeam's receiver first spins and calls `sched_yield` a few
+//! times per wait, which at a 100 Hz poll timer cost more CPU than the events it waited for.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
 pub use crossbeam_channel::{RecvError, RecvTimeoutError, TryRecvError};
 
 use crate::event::Event;
 
-/// Shared between both ends: how many events are queued, and how many were dropped.
+/// What both ends share.
 #[derive(Debug, Default)]
-pub(crate) struct Counters {
-    queued: AtomicUsize,
-    pub(crate) dropped: AtomicU64,
+struct Shared {
+    queue: Mutex<Queue>,
+    ready: Condvar,
+    dropped: AtomicU64,
 }
 
-/// The poller's end.
+#[derive(Debug, Default)]
+struct Queue {
+    events: VecDeque<Event>,
+    /// The poller is gone: no more events will come.
+    closed: bool,
+}
+
+impl Shared {
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The poller's end. Dropping it ends the stream once the queued events are read.
 pub(crate) struct BatchSender {
-    tx: Sender<Vec<Event>>,
+    shared: Arc<Shared>,
     capacity: usize,
-    counters: Arc<Counters>,
 }
 
 impl BatchSender {
     /// Queues what fits under the bound; counts the rest as dropped.
     pub(crate) fn send(&self, mut batch: Vec<Event>) {
-        let queued = self.counters.queued.load(Ordering::Acquire);
-        let room = self.capacity.saturating_sub(queued);
-        if batch.len() > room {
-            let dropped = batch.len() - room;
-            batch.truncate(room);
-            self.counters
-                .dropped
-                .fetch_add(dropped as u64, Ordering::Relaxed);
+        {
+            let mut queue = self.shared.queue();
+            let room = self.capacity.saturating_sub(queue.events.len());
+            if batch.len() > room {
+                let dropped = batch.len() - room;
+                batch.truncate(room);
+                self.shared
+                    .dropped
+                    .fetch_add(dropped as u64, Ordering::Relaxed);
+            }
+            if batch.is_empty() {
+                return;
+            }
+            queue.events.extend(batch);
         }
-        if batch.is_empty() {
-            return;
-        }
-        let n = batch.len();
-        self.counters.queued.fetch_add(n, Ordering::AcqRel);
-        if self.tx.send(batch).is_err() {
-            // The reader is gone: nothing to count against.
-            self.counters.queued.fetch_sub(n, Ordering::AcqRel);
-        }
+        self.shared.ready.notify_all();
+    }
+}
+
+impl Drop for BatchSender {
+    fn drop(&mut self) {
+        self.shared.queue().closed = true;
+        self.shared.ready.notify_all();
     }
 }
 
@@ -58,42 +79,19 @@ impl BatchSender {
 /// Reading from several threads at once works, but each event goes to one reader.
 #[derive(Debug)]
 pub struct Events {
-    rx: Receiver<Vec<Event>>,
-    buf: Mutex<VecDeque<Event>>,
-    counters: Arc<Counters>,
+    shared: Arc<Shared>,
 }
 
 pub(crate) fn channel(capacity: usize) -> (BatchSender, Events) {
-    let (tx, rx) = crossbeam_channel::unbounded();
-    let counters = Arc::new(Counters::default());
+    let shared = Arc::new(Shared::default());
     let sender = BatchSender {
-        tx,
+        shared: Arc::clone(&shared),
         capacity,
-        counters: Arc::clone(&counters),
     };
-    (
-        sender,
-        Events {
-            rx,
-            buf: Mutex::new(VecDeque::new()),
-            counters,
-        },
-    )
+    (sender, Events { shared })
 }
 
 impl Events {
-    fn buf(&self) -> MutexGuard<'_, VecDeque<Event>> {
-        self.buf.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn take(&self, buf: &mut VecDeque<Event>, batch: Vec<Event>) -> Option<Event> {
-        self.counters
-            .queued
-            .fetch_sub(batch.len(), Ordering::AcqRel);
-        buf.extend(batch);
-        buf.pop_front()
-    }
-
     /// The next event, waiting at most `timeout`. `Disconnected` once the probes stopped and
     /// every event was read.
     pub fn recv_timeout(&self, timeout: Duration) -> Result<Event, RecvTimeoutError> {
@@ -103,44 +101,53 @@ impl Events {
                 .recv()
                 .map_err(|RecvError| RecvTimeoutError::Disconnected);
         };
-        let mut buf = self.buf();
+        let mut queue = self.shared.queue();
         loop {
-            if let Some(ev) = buf.pop_front() {
+            if let Some(ev) = queue.events.pop_front() {
                 return Ok(ev);
             }
-            let batch = self.rx.recv_deadline(deadline)?;
-            if let Some(ev) = self.take(&mut buf, batch) {
-                return Ok(ev);
+            if queue.closed {
+                return Err(RecvTimeoutError::Disconnected);
             }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(RecvTimeoutError::Timeout);
+            }
+            queue = self
+                .shared
+                .ready
+                .wait_timeout(queue, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
     }
 
     /// The next event, waiting as long as it takes. `Err` once the probes stopped and every
     /// event was read.
     pub fn recv(&self) -> Result<Event, RecvError> {
-        let mut buf = self.buf();
+        let mut queue = self.shared.queue();
         loop {
-            if let Some(ev) = buf.pop_front() {
+            if let Some(ev) = queue.events.pop_front() {
                 return Ok(ev);
             }
-            let batch = self.rx.recv()?;
-            if let Some(ev) = self.take(&mut buf, batch) {
-                return Ok(ev);
+            if queue.closed {
+                return Err(RecvError);
             }
+            queue = self
+                .shared
+                .ready
+                .wait(queue)
+                .unwrap_or_else(|e| e.into_inner());
         }
     }
 
     /// The next event if one is queued now.
     pub fn try_recv(&self) -> Result<Event, TryRecvError> {
-        let mut buf = self.buf();
-        loop {
-            if let Some(ev) = buf.pop_front() {
-                return Ok(ev);
-            }
-            let batch = self.rx.try_recv()?;
-            if let Some(ev) = self.take(&mut buf, batch) {
-                return Ok(ev);
-            }
+        let mut queue = self.shared.queue();
+        match queue.events.pop_front() {
+            Some(ev) => Ok(ev),
+            None if queue.closed => Err(TryRecvError::Disconnected),
+            None => Err(TryRecvError::Empty),
         }
     }
 
@@ -156,12 +163,12 @@ impl Events {
 
     /// Number of events queued and not yet read.
     pub fn len(&self) -> usize {
-        self.buf().len() + self.counters.queued.load(Ordering::Acquire)
+        self.shared.queue().events.len()
     }
 
     /// Events dropped because the queue was full.
     pub(crate) fn dropped(&self) -> u64 {
-        self.counters.dropped.load(Ordering::Relaxed)
+        self.shared.dropped.load(Ordering::Relaxed)
     }
 
     /// True when no event is waiting.
@@ -189,7 +196,7 @@ mod tests {
         let (tx, rx) = channel(3);
         tx.send(vec![fork(1), fork(2)]);
         tx.send(vec![fork(3), fork(4)]);
-        assert_eq!(tx.counters.dropped.load(Ordering::Relaxed), 1);
+        assert_eq!(rx.dropped(), 1);
         assert_eq!(rx.len(), 3);
         let pids: Vec<u32> = rx.try_iter().map(|e| e.pid()).collect();
         assert_eq!(pids, [1, 2, 3]);
@@ -204,5 +211,24 @@ mod tests {
             rx.recv_timeout(Duration::from_millis(10)),
             Err(RecvTimeoutError::Disconnected)
         );
+    }
+
+    #[test]
+    fn a_blocked_reader_wakes_on_a_batch_and_on_close_and_times_out_meanwhile() {
+        let (tx, rx) = channel(10);
+        assert_eq!(
+            rx.recv_timeout(Duration::from_millis(5)),
+            Err(RecvTimeoutError::Timeout)
+        );
+        assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
+        let sender = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            tx.send(vec![fork(7)]);
+            std::thread::sleep(Duration::from_millis(20));
+        });
+        assert_eq!(rx.recv().map(|e| e.pid()), Ok(7));
+        assert_eq!(rx.recv(), Err(RecvError), "ends when the sender is dropped");
+        assert_eq!(rx.try_recv(), Err(TryRecvError::Disconnected));
+        sender.join().expect("sender thread");
     }
 }

@@ -5,7 +5,8 @@
 //!
 //! - **process lifecycle**: [`Event::Exec`] (pid, ppid, uid, cgroup id, comm, filename, the first
 //!   256 bytes of argv), [`Event::Fork`] (parent, child), [`Event::Exit`] (exit code or signal,
-//!   user/system CPU time, peak RSS);
+//!   user/system CPU time, peak RSS), and on request [`Event::ExecFailed`] (an `execve` that
+//!   returned an error, with its negative errno);
 //! - **OOM kills** ([`Event::Oom`], from `oom:mark_victim`);
 //! - **TCP connection lifetimes** ([`Event::Tcp`]: addresses, ports, payload bytes each way,
 //!   duration);
@@ -20,9 +21,9 @@
 //! tracepoint, and read kernel structures with CO-RE, so one build loads on any kernel from 5.8
 //! with BTF (`/sys/kernel/btf/vmlinux`). Records go through one BPF ring buffer. A wakeup of the
 //! reader per record costs about 20 µs of kernel time in a VM, so records are submitted with
-//! `BPF_RB_NO_WAKEUP`; the record that takes the unread data past a threshold
-//! ([`Builder::wakeup_threshold`]) wakes the reader, which otherwise polls on a short timer
-//! ([`Builder::poll_interval`], 10 ms). Records the kernel cannot write because the buffer is
+//! `BPF_RB_NO_WAKEUP`; a record that finds the unread data at or above a threshold
+//! ([`Builder::wakeup_threshold`]) wakes the reader, once until it has read again, and the reader
+//! otherwise polls on a short timer ([`Builder::poll_interval`], 10 ms). Records the kernel cannot write because the buffer is
 //! full, and events the bounded channel cannot take, are counted in [`Stats`].
 //!
 //! Loading needs root, or `CAP_BPF` and `CAP_PERFMON` (`CAP_SYS_ADMIN` before Linux 5.8).
@@ -70,9 +71,12 @@ mod probes;
 mod procfs;
 mod sys;
 pub mod table;
+mod wait;
 
 pub use error::{Error, Result};
-pub use event::{Event, ExecEvent, ExitEvent, ExitStatus, ForkEvent, OomEvent, TcpEvent};
+pub use event::{
+    Event, ExecEvent, ExecFailedEvent, ExitEvent, ExitStatus, ForkEvent, OomEvent, TcpEvent,
+};
 pub use events::{Events, RecvError, RecvTimeoutError, TryRecvError};
 pub use probes::{Builder, Handle, Histogram, HistogramKind, Mode, Stats};
 pub use table::{Process, ProcessExit, ProcessTable, Source};

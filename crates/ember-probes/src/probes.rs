@@ -2,6 +2,7 @@
 
 use std::cell::RefCell;
 use std::mem::MaybeUninit;
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -19,6 +20,7 @@ use crate::events::{self, BatchSender, Events};
 use crate::skel::{ProbesSkel, ProbesSkelBuilder};
 use crate::sys;
 use crate::table::ProcessTable;
+use crate::wait::{Stopper, Waiter};
 
 const HIST_SLOTS: usize = 32;
 const COUNTER_DROPS: u32 = 0;
@@ -91,7 +93,7 @@ pub struct Stats {
     pub channel_drops: u64,
     /// Records the kernel submitted.
     pub submitted: u64,
-    /// Records submitted with a forced wakeup of the consumer (fill threshold crossed).
+    /// Records submitted with a forced wakeup of the consumer (fill threshold reached).
     pub wakeups: u64,
     /// Records the consumer read.
     pub received: u64,
@@ -107,6 +109,7 @@ pub struct Builder {
     mode: Mode,
     process: bool,
     oom: bool,
+    failed_execs: bool,
     tcp: bool,
     runq: bool,
     block: bool,
@@ -127,6 +130,7 @@ impl Default for Builder {
             mode: Mode::Bpf,
             process: true,
             oom: true,
+            failed_execs: false,
             tcp: false,
             runq: false,
             block: false,
@@ -167,6 +171,14 @@ impl Builder {
         self
     }
 
+    /// [`Event::ExecFailed`] for each `execve` that returns an error (off by default). Uses the
+    /// classic `syscalls:sys_enter_execve`/`sys_exit_execve` tracepoints, so it needs tracefs
+    /// (like [`oom`](Builder::oom)) and adds two programs to every `execve`.
+    pub fn failed_execs(mut self, on: bool) -> Self {
+        self.failed_execs = on;
+        self
+    }
+
     /// TCP connection lifetime events.
     pub fn tcp(mut self, on: bool) -> Self {
         self.tcp = on;
@@ -191,15 +203,17 @@ impl Builder {
         self
     }
 
-    /// Wake the consumer when this many bytes are unread; below it, the poll timer picks records
-    /// up. `0` wakes it on every record (the kernel's default policy, ~20 µs per record in a VM).
+    /// Wake the consumer when this many bytes or more are unread (once, until it has read again);
+    /// below it, the poll timer picks records up. `0` wakes it on every record (the kernel's
+    /// default policy, ~20 µs per record in a VM).
     pub fn wakeup_threshold(mut self, bytes: u64) -> Self {
         self.wakeup_bytes = bytes;
         self
     }
 
-    /// How often the consumer reads the ring buffer without a wakeup (default 10 ms). Stopping
-    /// waits for the current interval to end.
+    /// How often the consumer reads the ring buffer without a wakeup (default 10 ms). Between
+    /// reads, records wait in the ring buffer until they reach the fill threshold. Stopping does
+    /// not wait for the interval to end.
     pub fn poll_interval(mut self, interval: Duration) -> Self {
         self.poll_interval = interval;
         self
@@ -274,6 +288,8 @@ impl Builder {
             sys::preflight()?;
         }
         let (tx, rx) = events::channel(self.channel_capacity);
+        let (waiter, stopper) = Waiter::new()
+            .map_err(|e| Error::Poller(format!("creating its epoll set and eventfd: {e}")))?;
         let shared = Arc::new(Shared {
             table: Mutex::new(ProcessTable::new(
                 self.proc_root.clone(),
@@ -291,8 +307,8 @@ impl Builder {
             .spawn(move || {
                 let tx = self.events.then_some(tx);
                 match self.mode {
-                    Mode::Bpf => run_bpf(&self, &thread_shared, tx, &ready_tx),
-                    Mode::Procfs => run_procfs(&self, &thread_shared, &ready_tx),
+                    Mode::Bpf => run_bpf(&self, &thread_shared, &waiter, tx, &ready_tx),
+                    Mode::Procfs => run_procfs(&self, &thread_shared, &waiter, &ready_tx),
                 }
             })
             .map_err(Error::Thread)?;
@@ -302,6 +318,7 @@ impl Builder {
                 shared,
                 maps,
                 mode,
+                stopper,
                 thread: Some(thread),
             }),
             Ok(Err(err)) => {
@@ -345,6 +362,7 @@ pub struct Handle {
     shared: Arc<Shared>,
     maps: Option<Maps>,
     mode: Mode,
+    stopper: Stopper,
     thread: Option<JoinHandle<Result<()>>>,
 }
 
@@ -430,6 +448,7 @@ impl Handle {
 
     fn shutdown(&mut self) -> Result<()> {
         self.shared.stop.store(true, Ordering::Relaxed);
+        self.stopper.stop();
         match self.thread.take().map(JoinHandle::join) {
             None | Some(Ok(Ok(()))) => Ok(()),
             Some(Ok(Err(err))) => Err(err),
@@ -485,6 +504,8 @@ fn open_and_load<'obj>(
     progs.handle_fork.set_autoload(cfg.process);
     progs.handle_exit.set_autoload(cfg.process);
     progs.handle_oom.set_autoload(cfg.oom);
+    progs.handle_execve_enter.set_autoload(cfg.failed_execs);
+    progs.handle_execve_exit.set_autoload(cfg.failed_execs);
     progs.handle_set_state.set_autoload(cfg.tcp);
     progs.handle_wakeup.set_autoload(cfg.runq);
     progs.handle_wakeup_new.set_autoload(cfg.runq);
@@ -494,7 +515,13 @@ fn open_and_load<'obj>(
     open.load().map_err(|e| load_error(&e))
 }
 
-fn run_bpf(cfg: &Builder, shared: &Shared, tx: Option<BatchSender>, ready: &Ready) -> Result<()> {
+fn run_bpf(
+    cfg: &Builder,
+    shared: &Shared,
+    waiter: &Waiter,
+    tx: Option<BatchSender>,
+    ready: &Ready,
+) -> Result<()> {
     sys::capture_libbpf_log();
     sys::clear_libbpf_log();
     let mut storage = MaybeUninit::uninit();
@@ -516,11 +543,20 @@ fn run_bpf(cfg: &Builder, shared: &Shared, tx: Option<BatchSender>, ready: &Read
             Err(err) => {
                 let program = prog.name().to_string_lossy().into_owned();
                 let mut message = sys::libbpf_message(&err);
-                if program == "handle_oom" && !sys::tracefs_mounted() {
+                let classic = match program.as_str() {
+                    "handle_oom" => Some("oom:mark_victim is a classic tracepoint"),
+                    "handle_execve_enter" | "handle_execve_exit" => Some(
+                        "syscalls:sys_enter_execve and sys_exit_execve are classic tracepoints",
+                    ),
+                    _ => None,
+                };
+                if let Some(what) = classic.filter(|_| !sys::tracefs_mounted()) {
                     message.insert_str(
                         0,
-                        "oom:mark_victim is a classic tracepoint and tracefs is not mounted \
-                         (mount -t tracefs nodev /sys/kernel/tracing): ",
+                        &format!(
+                            "{what} and tracefs is not mounted \
+                             (mount -t tracefs nodev /sys/kernel/tracing): "
+                        ),
                     );
                 }
                 let _ = ready.send(Err(Error::Attach { program, message }));
@@ -560,6 +596,12 @@ fn run_bpf(cfg: &Builder, shared: &Shared, tx: Option<BatchSender>, ready: &Read
             return Ok(());
         }
     };
+    if let Err(err) = waiter.watch_ring(skel.maps.events.as_fd()) {
+        let _ = ready.send(Err(Error::Poller(format!(
+            "adding the ring buffer to its epoll set: {err}"
+        ))));
+        return Ok(());
+    }
 
     // Seed after attaching, so no process falls between the /proc scan and the first event.
     // Without /proc (a bare chroot) the table starts empty and learns from events only.
@@ -581,19 +623,35 @@ fn run_bpf(cfg: &Builder, shared: &Shared, tx: Option<BatchSender>, ready: &Read
     shared.table().sample(true);
     let _ = ready.send(Ok(Some(maps)));
 
-    let mut next_sample = Instant::now() + cfg.sample_interval;
+    // The ring buffer is read on a forced wakeup (fill threshold), when the poll timer runs out,
+    // and once more when stopping; /proc samples have their own timer and read no records.
+    let mut next_read = after(cfg.poll_interval);
+    let mut next_sample = after(cfg.sample_interval);
     loop {
         let stopping = shared.stop.load(Ordering::Relaxed);
+        let mut read = stopping;
         if !stopping {
-            retry_eintr(rb.poll(cfg.poll_interval))?;
+            let timeout = next_read
+                .min(next_sample)
+                .saturating_duration_since(Instant::now());
+            let woken = waiter
+                .wait(timeout)
+                .map_err(|e| Error::Poller(format!("waiting on the ring buffer: {e}")))?;
+            read = woken.ring || woken.stop || Instant::now() >= next_read;
         }
-        // poll() returns on a wakeup or on the timer; consume() reads whatever is there.
-        retry_eintr(rb.consume())?;
-        let events = std::mem::take(&mut *batch.borrow_mut());
-        deliver(shared, tx.as_ref(), events);
+        if read {
+            retry_eintr(rb.consume())?;
+            let events = {
+                let mut batch = batch.borrow_mut();
+                let capacity = batch.len().max(64);
+                std::mem::replace(&mut *batch, Vec::with_capacity(capacity))
+            };
+            deliver(shared, tx.as_ref(), events);
+            next_read = after(cfg.poll_interval);
+        }
         if Instant::now() >= next_sample {
             shared.table().sample(true);
-            next_sample = Instant::now() + cfg.sample_interval;
+            next_sample = after(cfg.sample_interval);
         }
         if stopping {
             break;
@@ -603,7 +661,14 @@ fn run_bpf(cfg: &Builder, shared: &Shared, tx: Option<BatchSender>, ready: &Read
     Ok(())
 }
 
-/// A signal interrupting epoll_wait (EINTR) is not an error: the loop just polls again.
+/// `now + d`, or a year from now where `d` is too long to represent.
+fn after(d: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d)
+        .unwrap_or_else(|| now + Duration::from_secs(365 * 86_400))
+}
+
+/// A signal interrupting a read (EINTR) is not an error: the loop just reads again.
 fn retry_eintr(res: libbpf_rs::Result<()>) -> Result<()> {
     match res {
         Err(e) if e.kind() != libbpf_rs::ErrorKind::Interrupted => {
@@ -631,7 +696,7 @@ fn deliver(shared: &Shared, tx: Option<&BatchSender>, events: Vec<Event>) {
     }
 }
 
-fn run_procfs(cfg: &Builder, shared: &Shared, ready: &Ready) -> Result<()> {
+fn run_procfs(cfg: &Builder, shared: &Shared, waiter: &Waiter, ready: &Ready) -> Result<()> {
     let seeded = {
         let mut table = shared.table();
         table.scan_procfs(true).map(|()| table.sample(false))
@@ -644,11 +709,12 @@ fn run_procfs(cfg: &Builder, shared: &Shared, ready: &Ready) -> Result<()> {
         return Ok(());
     }
     let _ = ready.send(Ok(None));
-    let tick = cfg.sample_interval.min(Duration::from_millis(50));
-    let mut next = Instant::now() + cfg.sample_interval;
+    let mut next = after(cfg.sample_interval);
     while !shared.stop.load(Ordering::Relaxed) {
-        std::thread::sleep(tick);
-        if Instant::now() < next {
+        let woken = waiter
+            .wait(next.saturating_duration_since(Instant::now()))
+            .map_err(|e| Error::Poller(format!("waiting for the next sample: {e}")))?;
+        if woken.stop || Instant::now() < next {
             continue;
         }
         let mut table = shared.table();

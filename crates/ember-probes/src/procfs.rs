@@ -2,6 +2,7 @@
 //! whole of [`Mode::Procfs`](crate::Mode::Procfs).
 
 use std::fs;
+use std::io::Read;
 use std::path::Path;
 
 /// The fields of `/proc/<pid>/stat` the table uses.
@@ -23,8 +24,12 @@ pub(crate) fn parse_stat(text: &str) -> Option<ProcStat> {
     let close = text.rfind(')')?;
     let pid = text[..open].trim().parse().ok()?;
     let comm = text.get(open + 1..close)?.to_owned();
-    let f: Vec<&str> = text.get(close + 1..)?.split_whitespace().collect();
-    // f[0] is field 3 (state) of proc_pid_stat(5).
+    // f[0] is field 3 (state) of proc_pid_stat(5); 24 (rss) is the last one used. A fixed
+    // array, not a Vec: this runs for every process at every sample.
+    let mut f = [""; 22];
+    for (slot, word) in f.iter_mut().zip(text.get(close + 1..)?.split_whitespace()) {
+        *slot = word;
+    }
     let field = |n: usize| -> Option<u64> { f.get(n - 3)?.parse().ok() };
     Some(ProcStat {
         pid,
@@ -37,7 +42,20 @@ pub(crate) fn parse_stat(text: &str) -> Option<ProcStat> {
 }
 
 pub(crate) fn read_stat(root: &Path, pid: u32) -> Option<ProcStat> {
-    parse_stat(&fs::read_to_string(root.join(pid.to_string()).join("stat")).ok()?)
+    // Into a stack buffer: the file is well under 1 KiB, and read_to_string would first stat
+    // it and allocate; this runs for every running process once per sample interval.
+    let mut file = fs::File::open(root.join(format!("{pid}/stat"))).ok()?;
+    let mut buf = [0u8; 2048];
+    let mut len = 0;
+    while len < buf.len() {
+        match file.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+    parse_stat(std::str::from_utf8(&buf[..len]).ok()?)
 }
 
 pub(crate) fn read_cmdline(root: &Path, pid: u32) -> Vec<String> {

@@ -336,7 +336,7 @@ impl ProcessTable {
                     p.oom_killed = true;
                 }
             }
-            Event::Tcp(_) => {}
+            Event::Tcp(_) | Event::ExecFailed(_) => {}
         }
     }
 

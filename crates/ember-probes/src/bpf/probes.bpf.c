@@ -5,9 +5,10 @@
  * and cost less than classic tracepoints); the classic tracepoint for oom:mark_victim, whose raw
  * arguments changed in 6.8. Fields are read with CO-RE so one object loads on any kernel with BTF.
  *
- * Ring-buffer records are submitted with BPF_RB_NO_WAKEUP; only the record that takes the unread
- * data past `wakeup_bytes` wakes the consumer, which otherwise polls on a short timer. A wakeup per
- * record costs ~20 us of kernel time in a VM; batching brings the per-record cost under 1 us. */
+ * Ring-buffer records are submitted with BPF_RB_NO_WAKEUP; a record that finds `wakeup_bytes` or
+ * more unread wakes the consumer (once per read of the consumer), which otherwise polls on a short
+ * timer. A wakeup per record costs ~20 us of kernel time in a VM; batching brings the per-record
+ * cost under 1 us. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
@@ -103,19 +104,24 @@ static __always_inline void *reserve(__u64 size)
 	return e;
 }
 
-static __always_inline void submit(void *e, __u64 size)
+/* Consumer position when the last forced wakeup was sent; all ones until the first one. */
+__u64 woken_at_cons = ~0ULL;
+
+static __always_inline void submit(void *e)
 {
-	/* A record takes its size plus an 8-byte header, rounded up to 8. */
-	__u64 rec = (size + 8 + 7) & ~7ULL;
 	__u64 flags = BPF_RB_NO_WAKEUP;
-	__u64 avail;
+	__u64 cons;
 
 	if (wakeup_bytes == 0) {
 		flags = 0;
-	} else {
-		/* Unread bytes, this record included (it is already reserved). */
-		avail = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
-		if (avail >= wakeup_bytes && avail < wakeup_bytes + rec) {
+	} else if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes) {
+		/* Wake once per read: not again until the consumer has moved since the last wakeup.
+		 * Testing the level rather than the crossing matters: with records reserved on several
+		 * CPUs at once, no single record may see itself take the data past the threshold, and a
+		 * missed crossing used to leave the consumer to the timer until its next read. */
+		cons = bpf_ringbuf_query(&events, BPF_RB_CONS_POS);
+		if (cons != woken_at_cons) {
+			woken_at_cons = cons;
 			flags = BPF_RB_FORCE_WAKEUP;
 			count(COUNTER_WAKEUPS);
 		}
@@ -161,6 +167,15 @@ static __always_inline void hist_add(__u32 idx, __u64 delta_ns)
 
 /* ---- process lifecycle ---- */
 
+/* Linux 5.11+ hands out `current` as a BTF pointer, whose fields are read with plain loads: one
+ * bpf_probe_read_kernel call per field (what BPF_CORE_READ does) costs tens of ns in a VM. The
+ * exec and exit tracepoints run in the task they are about, so they use it where the kernel has
+ * it; older kernels take the probe-read path (the check is resolved at load time). */
+static __always_inline bool have_task_btf(void)
+{
+	return bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_get_current_task_btf);
+}
+
 SEC("raw_tp/sched_process_exec")
 int BPF_PROG(handle_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 {
@@ -169,38 +184,136 @@ int BPF_PROG(handle_exec, struct task_struct *p, pid_t old_pid, struct linux_bin
 	const char *filename;
 	struct mm_struct *mm;
 	__u64 args[2];
+	__u64 off;
+	long n;
 
 	e = reserve(sizeof(*e));
 	if (!e)
 		return 0;
 	/* p is current: pid and uid come from helpers, not probe reads. */
 	header(&e->hdr, EVENT_EXEC, bpf_get_current_pid_tgid() >> 32);
-	e->ppid = BPF_CORE_READ(p, real_parent, tgid);
-	e->uid = (__u32)bpf_get_current_uid_gid(); /* p is current */
+	e->uid = (__u32)bpf_get_current_uid_gid();
 	e->cgroup_id = bpf_get_current_cgroup_id();
 	bpf_get_current_comm(&e->comm, sizeof(e->comm));
 	filename = BPF_CORE_READ(bprm, filename);
-	if (bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), filename) < 0)
-		e->filename[0] = 0;
+	n = bpf_probe_read_kernel_str(e->data, FILENAME_LEN, filename);
+	off = n > 0 ? n : 0;
+	e->filename_len = off;
+	e->_pad = 0;
 
-	mm = BPF_CORE_READ(p, mm);
-	/* arg_start and arg_end are adjacent in mm_struct: one read for both. */
-	if (bpf_core_read(&args, sizeof(args), &mm->arg_start))
-		args[0] = args[1] = 0;
-	start = args[0];
-	end = args[1];
+	if (have_task_btf()) {
+		struct task_struct *t = bpf_get_current_task_btf();
+
+		e->ppid = t->real_parent->tgid;
+		mm = t->mm;
+		start = mm->arg_start;
+		end = mm->arg_end;
+	} else {
+		e->ppid = BPF_CORE_READ(p, real_parent, tgid);
+		mm = BPF_CORE_READ(p, mm);
+		/* arg_start and arg_end are adjacent in mm_struct: one read for both. */
+		if (bpf_core_read(&args, sizeof(args), &mm->arg_start))
+			args[0] = args[1] = 0;
+		start = args[0];
+		end = args[1];
+	}
+	/* Only the bytes argv takes (usually a few dozen), at most ARGV_LEN. */
 	size = end > start ? end - start : 0;
 	e->args_size = size;
 	if (size > ARGV_LEN)
 		size = ARGV_LEN;
+	/* The checks again after the barriers keep the verifier sure of both bounds. */
 	barrier_var(size);
-	if (size > ARGV_LEN)
+	barrier_var(off);
+	if (size > ARGV_LEN || off > FILENAME_LEN)
 		size = 0;
-	if (size && bpf_probe_read_user(e->args, size, (void *)start) == 0)
+	if (size && bpf_probe_read_user(e->data + off, size, (void *)start) == 0)
 		e->args_len = size;
 	else
 		e->args_len = 0;
-	submit(e, sizeof(*e));
+	submit(e);
+	return 0;
+}
+
+/* ---- failed execs: sys_enter_execve keeps the arguments, sys_exit_execve reports failures ---- */
+
+struct exec_call {
+	const char *filename;
+	const char *const *argv;
+};
+
+/* Thread (pid_tgid) -> arguments of its execve in flight. LRU: an exec from a non-leader thread
+ * returns under the leader's id and leaves its entry behind. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, struct exec_call);
+} exec_calls SEC(".maps");
+
+SEC("tracepoint/syscalls/sys_enter_execve")
+int handle_execve_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct exec_call call = {
+		.filename = (const char *)ctx->args[0],
+		.argv = (const char *const *)ctx->args[1],
+	};
+
+	/* Pointers only: the strings are read on the rare failure, not on every exec. */
+	bpf_map_update_elem(&exec_calls, &id, &call, BPF_ANY);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_execve")
+int handle_execve_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct exec_call *call = bpf_map_lookup_elem(&exec_calls, &id);
+	struct exec_fail_event *e;
+	struct task_struct *task;
+	const char *arg;
+	__u32 off = 0;
+	long ret = ctx->ret;
+	long n;
+	int i;
+
+	if (!call)
+		return 0;
+	if (ret >= 0) /* success: sched_process_exec has reported it */
+		goto out;
+	e = reserve(sizeof(*e));
+	if (!e)
+		goto out;
+	header(&e->hdr, EVENT_EXEC_FAIL, id >> 32);
+	task = (struct task_struct *)bpf_get_current_task();
+	e->ppid = BPF_CORE_READ(task, real_parent, tgid);
+	e->uid = (__u32)bpf_get_current_uid_gid();
+	e->ret = ret;
+	e->truncated = 0;
+	e->_pad = 0;
+	bpf_get_current_comm(&e->comm, sizeof(e->comm));
+	if (bpf_probe_read_user_str(e->filename, sizeof(e->filename), call->filename) < 0)
+		e->filename[0] = 0;
+	for (i = 0; i < FAIL_ARGS; i++) {
+		if (bpf_probe_read_user(&arg, sizeof(arg), &call->argv[i]) || !arg)
+			break;
+		if (off >= ARGV_LEN) {
+			e->truncated = 1;
+			break;
+		}
+		/* off < ARGV_LEN and args holds 2 * ARGV_LEN: a read of ARGV_LEN always fits. */
+		n = bpf_probe_read_user_str(&e->args[off & (ARGV_LEN - 1)], ARGV_LEN, arg);
+		if (n <= 0)
+			break;
+		off += n;
+	}
+	if (i == FAIL_ARGS && bpf_probe_read_user(&arg, sizeof(arg), &call->argv[i]) == 0 && arg)
+		e->truncated = 1;
+	e->args_len = off;
+	submit(e);
+out:
+	bpf_map_delete_elem(&exec_calls, &id);
 	return 0;
 }
 
@@ -208,10 +321,18 @@ SEC("raw_tp/sched_process_fork")
 int BPF_PROG(handle_fork, struct task_struct *parent, struct task_struct *child)
 {
 	struct fork_event *e;
-	__u32 pid = BPF_CORE_READ(child, pid);
-	__u32 tgid = BPF_CORE_READ(child, tgid);
+	__u32 ids[2]; /* pid and tgid are adjacent in task_struct: one read for both */
+	__u32 tgid;
 
-	if (pid != tgid) /* a new thread, not a new process */
+	if (bpf_core_field_offset(child->tgid) == bpf_core_field_offset(child->pid) + 4) {
+		if (bpf_core_read(&ids, sizeof(ids), &child->pid))
+			return 0;
+	} else {
+		ids[0] = BPF_CORE_READ(child, pid);
+		ids[1] = BPF_CORE_READ(child, tgid);
+	}
+	tgid = ids[1];
+	if (ids[0] != tgid) /* a new thread, not a new process */
 		return 0;
 	e = reserve(sizeof(*e));
 	if (!e)
@@ -220,41 +341,84 @@ int BPF_PROG(handle_fork, struct task_struct *parent, struct task_struct *child)
 	e->ppid = BPF_CORE_READ(child, real_parent, tgid);
 	e->_pad = 0;
 	bpf_get_current_comm(&e->comm, sizeof(e->comm)); /* the child has the parent's, and the parent is current */
-	submit(e, sizeof(*e));
+	submit(e);
 	return 0;
 }
 
-SEC("raw_tp/sched_process_exit")
-int BPF_PROG(handle_exit, struct task_struct *p)
+/* What an exit record carries besides the header and comm. */
+struct exit_info {
+	__u32 ppid;
+	__u32 exit_code;
+	__u64 utime_ns;
+	__u64 stime_ns;
+	__u64 maxrss_pages;
+	__u64 start_ns;
+};
+
+#define PF_KTHREAD 0x00200000
+
+/* do_exit() decrements signal->live before this tracepoint: 0 means the last thread. Kernel
+ * threads are not processes anyone waits for. Returns false for exits not to report. */
+static __always_inline bool exit_info_btf(struct exit_info *i)
 {
+	struct task_struct *t = bpf_get_current_task_btf();
+	struct signal_struct *sig = t->signal;
+
+	if (sig->live.counter != 0 || (t->flags & PF_KTHREAD))
+		return false;
+	i->ppid = t->real_parent->tgid;
+	i->exit_code = t->exit_code;
+	/* The task's own times plus those its dead threads left in signal_struct. */
+	i->utime_ns = t->utime + sig->utime;
+	i->stime_ns = t->stime + sig->stime;
+	i->maxrss_pages = sig->maxrss;
+	i->start_ns = t->group_leader->start_time;
+	return true;
+}
+
+static __always_inline bool exit_info_probe(struct task_struct *p, struct exit_info *i)
+{
+	/* Each BPF_CORE_READ step is a probe read: the signal pointer is read once. */
 	struct signal_struct *sig = BPF_CORE_READ(p, signal);
-	struct exit_event *e;
 	__u64 own[2], dead[2];
 
-	/* do_exit() decrements signal->live before this tracepoint: 0 means the last thread.
-	 * Each BPF_CORE_READ step is a probe read: the signal pointer is read once. */
-	if (BPF_CORE_READ(sig, live.counter) != 0)
-		return 0;
-	/* Kernel threads are not processes anyone waits for. */
-	if (BPF_CORE_READ(p, flags) & 0x00200000 /* PF_KTHREAD */)
-		return 0;
-	e = reserve(sizeof(*e));
-	if (!e)
-		return 0;
-	header(&e->hdr, EVENT_EXIT, bpf_get_current_pid_tgid() >> 32); /* p is current */
-	e->ppid = BPF_CORE_READ(p, real_parent, tgid);
-	e->exit_code = BPF_CORE_READ(p, exit_code);
+	if (BPF_CORE_READ(sig, live.counter) != 0 || (BPF_CORE_READ(p, flags) & PF_KTHREAD))
+		return false;
+	i->ppid = BPF_CORE_READ(p, real_parent, tgid);
+	i->exit_code = BPF_CORE_READ(p, exit_code);
 	/* utime and stime are adjacent in both task_struct and signal_struct. */
 	if (bpf_core_read(&own, sizeof(own), &p->utime))
 		own[0] = own[1] = 0;
 	if (bpf_core_read(&dead, sizeof(dead), &sig->utime))
 		dead[0] = dead[1] = 0;
-	e->utime_ns = own[0] + dead[0];
-	e->stime_ns = own[1] + dead[1];
-	e->maxrss_pages = BPF_CORE_READ(sig, maxrss);
-	e->start_ns = BPF_CORE_READ(p, group_leader, start_time);
-	bpf_get_current_comm(&e->comm, sizeof(e->comm)); /* p is current */
-	submit(e, sizeof(*e));
+	i->utime_ns = own[0] + dead[0];
+	i->stime_ns = own[1] + dead[1];
+	i->maxrss_pages = BPF_CORE_READ(sig, maxrss);
+	i->start_ns = BPF_CORE_READ(p, group_leader, start_time);
+	return true;
+}
+
+SEC("raw_tp/sched_process_exit")
+int BPF_PROG(handle_exit, struct task_struct *p)
+{
+	struct exit_event *e;
+	struct exit_info i;
+
+	/* p is current. */
+	if (have_task_btf() ? !exit_info_btf(&i) : !exit_info_probe(p, &i))
+		return 0;
+	e = reserve(sizeof(*e));
+	if (!e)
+		return 0;
+	header(&e->hdr, EVENT_EXIT, bpf_get_current_pid_tgid() >> 32);
+	e->ppid = i.ppid;
+	e->exit_code = i.exit_code;
+	e->utime_ns = i.utime_ns;
+	e->stime_ns = i.stime_ns;
+	e->maxrss_pages = i.maxrss_pages;
+	e->start_ns = i.start_ns;
+	bpf_get_current_comm(&e->comm, sizeof(e->comm));
+	submit(e);
 	return 0;
 }
 
@@ -293,7 +457,7 @@ int handle_oom(struct trace_event_raw_mark_victim *ctx)
 		off = BPF_CORE_READ(ctx, __data_loc_comm) & 0xFFFF;
 		bpf_probe_read_kernel_str(e->comm, sizeof(e->comm), (void *)ctx + off);
 	}
-	submit(e, sizeof(*e));
+	submit(e);
 	return 0;
 }
 
@@ -356,7 +520,7 @@ int BPF_PROG(handle_set_state, const struct sock *sk, const int oldstate, const 
 		e->rx_bytes -= 1;
 	e->tx_bytes = BPF_CORE_READ(tp, bytes_sent) - BPF_CORE_READ(tp, bytes_retrans);
 	bpf_map_delete_elem(&tcp_start, &key);
-	submit(e, sizeof(*e));
+	submit(e);
 	return 0;
 }
 

@@ -15,6 +15,7 @@ enum event_kind {
 	EVENT_EXIT = 3,
 	EVENT_OOM = 4,
 	EVENT_TCP = 5,
+	EVENT_EXEC_FAIL = 6,
 };
 
 /* Indexes of the per-CPU histogram array. */
@@ -37,10 +38,29 @@ struct exec_event {
 	__u32 uid;
 	__u64 cgroup_id;
 	__u32 args_size; /* arg_end - arg_start: full size of argv in user memory */
-	__u32 args_len; /* bytes copied into args */
+	__u32 args_len; /* bytes of argv copied, right after the filename in data */
+	char comm[TASK_COMM_LEN];
+	__u32 filename_len; /* bytes of filename in data, its NUL included; 0 if unreadable */
+	__u32 _pad;
+	/* The filename, then NUL-separated argv truncated to ARGV_LEN, packed: a short command
+	 * line touches two cache lines of the record instead of five. */
+	char data[FILENAME_LEN + ARGV_LEN];
+};
+
+/* A failed execve: argv is read from the caller's argv array, one string after the other; args
+ * has room for one more string past ARGV_LEN so every read has a constant size. */
+#define FAIL_ARGS 16 /* at most this many arguments are read */
+struct exec_fail_event {
+	struct event_header hdr;
+	__u32 ppid;
+	__u32 uid;
+	__s32 ret; /* the negative errno execve returned */
+	__u32 args_len; /* bytes written to args, NULs included; above ARGV_LEN means truncated */
+	__u32 truncated; /* more arguments than were read */
+	__u32 _pad;
 	char comm[TASK_COMM_LEN];
 	char filename[FILENAME_LEN];
-	char args[ARGV_LEN]; /* NUL-separated argv, truncated to ARGV_LEN */
+	char args[2 * ARGV_LEN];
 };
 
 struct fork_event {
