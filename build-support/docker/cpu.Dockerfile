@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1.7
-# ember's CPU image: FROM scratch, holding only the fully static insightd and the example
-# binaries (generate, execsnoop) and /version.json. No shell, no libc, no .so files.
+# ember's CPU image: FROM scratch, holding only the fully static insightd, the generate
+# example and /version.json. No shell, no libc, no .so files.
 # build-support/check-image-rootfs lays out the same root filesystem natively and runs it.
 #
 #   docker buildx build -f build-support/docker/cpu.Dockerfile \
