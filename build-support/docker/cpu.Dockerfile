@@ -1,0 +1,64 @@
+# syntax=docker/dockerfile:1.7
+# ember's CPU image: FROM scratch, holding only the fully static insightd, the generate
+# example and /version.json. No shell, no libc, no .so files.
+# build-support/check-image-rootfs lays out the same root filesystem natively and runs it.
+#
+#   docker buildx build -f build-support/docker/cpu.Dockerfile \
+#     --build-arg EMBER_VERSION="$(build-support/version)" -t ember:cpu .
+#
+# Build arguments:
+#   EMBER_VERSION     yymmddhhmm-<sha> from build-support/version (required: the build context
+#                     has no .git); baked into insightd --version and /version.json
+#   EMBER_REVISION    full git sha for the OCI revision label (optional)
+#   BAKE_TEST_MODEL   1 bakes the pinned test model (gemma-3-270m, 242 MiB) at
+#                     /models/model.gguf; default 0: mount a model there instead
+#   RUST_VERSION      the Rust toolchain image tag
+
+ARG RUST_VERSION=1.95
+
+FROM rust:${RUST_VERSION}-bookworm AS builder
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+# The build subset of build-support/apt-packages, plus pip for the fetch scripts. Package
+# versions come from the pinned base image's Debian release.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends \
+        cmake clang libclang-dev pkg-config file ccache \
+        autoconf autopoint flex bison gawk make python3-pip \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+# build.rs never downloads: the project's fetch script brings the pinned llama.cpp tree (its
+# own layer, so source changes do not download it again).
+COPY vendor/llama.cpp.toml vendor/
+COPY build-support/fetch-llama-cpp build-support/
+RUN build-support/fetch-llama-cpp
+COPY . .
+ARG EMBER_VERSION=""
+ARG BAKE_TEST_MODEL=0
+ENV EMBER_LLAMA_CCACHE=1 CCACHE_DIR=/root/.cache/ccache CARGO_TARGET_DIR=/cargo-target
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/usr/local/cargo/git \
+    --mount=type=cache,target=/cargo-target \
+    --mount=type=cache,target=/root/.cache/ccache \
+    if [ -z "$EMBER_VERSION" ]; then \
+        echo "error: pass --build-arg EMBER_VERSION=\$(build-support/version)" >&2; exit 1; \
+    fi \
+    && set -- \
+    && if [ "$BAKE_TEST_MODEL" = 1 ]; then set -- --model "$(build-support/fetch-model | tail -n1)"; fi \
+    && EMBER_REQUIRE_INSIGHTD=1 build-support/image-rootfs --backend cpu --out /rootfs "$@"
+
+FROM scratch
+ARG EMBER_VERSION=""
+ARG EMBER_REVISION=""
+LABEL org.opencontainers.image.title="ember insightd (cpu)" \
+      org.opencontainers.image.description="eBPF telemetry and local LLM insights: one static binary, FROM scratch" \
+      org.opencontainers.image.source="https://github.com/ember-rs/ember" \
+      org.opencontainers.image.licenses="MIT OR Apache-2.0" \
+      org.opencontainers.image.version="${EMBER_VERSION}" \
+      org.opencontainers.image.revision="${EMBER_REVISION}"
+COPY --from=builder /rootfs/ /
+# Non-root by default (the distroless "nonroot" uid); the Kubernetes DaemonSet overrides it to
+# grant the BPF capabilities (build-support/k8s/README.md says why).
+USER 65532:65532
+EXPOSE 3000
+ENTRYPOINT ["/usr/local/bin/insightd"]
