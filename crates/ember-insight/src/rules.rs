@@ -78,7 +78,7 @@ pub struct Alert {
 #[derive(Debug, Clone)]
 pub enum Fired {
     /// A new alert.
-    New(Alert),
+    New(Box<Alert>),
     /// A repeat, merged into the alert with this id.
     Repeat(u64),
 }
@@ -143,7 +143,7 @@ impl AlertStore {
                 self.active.retain(|_, id| *id != old.id);
             }
         }
-        Fired::New(alert)
+        Fired::New(Box::new(alert))
     }
 
     fn resolve_stale(&mut self, after: Duration) {
@@ -283,7 +283,7 @@ impl Engine {
         candidates
             .into_iter()
             .filter_map(|c| match store.fire(c, self.config.keep) {
-                Fired::New(alert) => Some(alert),
+                Fired::New(alert) => Some(*alert),
                 Fired::Repeat(_) => None,
             })
             .collect()
