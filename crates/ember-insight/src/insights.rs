@@ -241,16 +241,38 @@ pub fn prompt_messages(job: &InsightJob) -> Vec<ChatMessage> {
         text.push_str(line);
         text.push('\n');
     }
-    text.push_str(
-        "\nExample answer for another alert:\n{\"summary\": \"java (pid 812) and its 3 \
-         descendants use 6100 MB, above the 4096 MB limit.\", \"likely_cause\": \"A memory \
-         leak or a heap size set too large in java.\", \"suggested_actions\": [\"Check the \
-         heap settings of java\", \"Restart java if memory keeps growing\"], \
-         \"confidence\": 0.6}\n\nNow the answer for this alert, about ",
-    );
+    // One example of the same kind of alert: a small model copies its shape closely, so the
+    // example has no figures that could be mistaken for this alert's.
+    text.push_str("\nExample answer for the same kind of alert about another program:\n");
+    text.push_str(example_answer(a.rule));
+    text.push_str("\n\nNow the answer for this alert, about ");
     text.push_str(&a.subject.comm);
     text.push_str(":\n");
     vec![ChatMessage::user(text)]
+}
+
+/// A short example answer per rule, given in the prompt.
+fn example_answer(rule: &str) -> &'static str {
+    match rule {
+        "fork_rate" => {
+            r#"{"summary": "make (pid 4410) starts new processes much faster than normal.", "likely_cause": "A build or a shell loop in make that starts many short-lived commands.", "suggested_actions": ["Check what make runs in a loop", "Lower its parallelism or stop it"], "confidence": 0.7}"#
+        }
+        "subtree_rss_mb" => {
+            r#"{"summary": "java (pid 812) and its children use more memory than allowed.", "likely_cause": "A memory leak or a heap size set too large in java.", "suggested_actions": ["Check the heap settings of java", "Restart java if memory keeps growing"], "confidence": 0.6}"#
+        }
+        "subtree_cpu_percent" => {
+            r#"{"summary": "ffmpeg (pid 2301) and its children keep the CPUs busy.", "likely_cause": "A heavy job in ffmpeg or a busy loop.", "suggested_actions": ["Check what ffmpeg is working on", "Lower its priority with renice"], "confidence": 0.6}"#
+        }
+        "oom_kills" => {
+            r#"{"summary": "postgres (pid 977) was killed because memory ran out.", "likely_cause": "The memory limit of postgres or of its cgroup is too low for its load.", "suggested_actions": ["Raise the memory limit of postgres", "Look for queries that use much memory"], "confidence": 0.7}"#
+        }
+        "failing_exits" => {
+            r#"{"summary": "curl keeps failing again and again.", "likely_cause": "A retry loop calling curl against a service that is down.", "suggested_actions": ["Check the service curl calls", "Look at the script that runs curl"], "confidence": 0.6}"#
+        }
+        _ => {
+            r#"{"summary": "The system makes runnable tasks wait long for a CPU.", "likely_cause": "More busy threads than CPUs.", "suggested_actions": ["Find the busiest processes", "Add CPUs or move work away"], "confidence": 0.5}"#
+        }
+    }
 }
 
 /// Generates the insight for `job` on `ctx` (blocking).
