@@ -1,0 +1,456 @@
+//! Configuration: command-line flags ([`Cli`], clap) over an optional YAML or TOML file
+//! ([`Config`]). Every field of the file has a default, so an empty file (or none) is valid.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use serde::{Deserialize, Serialize};
+
+/// `insightd`'s command line. Flags override the config file.
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "insightd", version = crate::state::VERSION, about, long_about = None)]
+pub struct Cli {
+    /// Config file (YAML if it ends in .yaml/.yml, else TOML).
+    #[arg(short, long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on; anything but loopback needs --token.
+    #[arg(long, value_name = "ADDR")]
+    pub bind: Option<SocketAddr>,
+    /// Bearer token every request must carry (except /healthz and /readyz).
+    #[arg(long, env = "INSIGHTD_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// GGUF model for insights and the OpenAI-compatible API (optional).
+    #[arg(short, long, value_name = "GGUF")]
+    pub model: Option<PathBuf>,
+    /// Built-in chat template name when the model has none (e.g. gemma, chatml).
+    #[arg(long)]
+    pub chat_template: Option<String>,
+    /// Context size per generation slot, in tokens.
+    #[arg(long)]
+    pub ctx_size: Option<u32>,
+    /// CPU threads per generation.
+    #[arg(long)]
+    pub threads: Option<i32>,
+    /// Concurrent generations; more get 429.
+    #[arg(long)]
+    pub max_concurrent: Option<usize>,
+    /// Probe mode: auto (BPF, else /proc), bpf or procfs.
+    #[arg(long, value_enum)]
+    pub probe_mode: Option<ProbeMode>,
+    /// Run telemetry and rules for --duration, print a report and exit.
+    #[arg(long)]
+    pub once: bool,
+    /// How long --once watches (e.g. 10s, 500ms, 2m).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+}
+
+/// Parses `10s`, `500ms`, `2m` or a bare number of seconds.
+///
+/// ```
+/// use std::time::Duration;
+/// assert_eq!(ember_insight::config::parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+/// assert_eq!(ember_insight::config::parse_duration("2m").unwrap(), Duration::from_secs(120));
+/// ```
+///
+/// # Errors
+///
+/// A message naming the accepted forms.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, scale) = if let Some(n) = text.strip_suffix("ms") {
+        (n, 1e-3)
+    } else if let Some(n) = text.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = text.strip_suffix('m') {
+        (n, 60.0)
+    } else if let Some(n) = text.strip_suffix('h') {
+        (n, 3600.0)
+    } else {
+        (text, 1.0)
+    };
+    let value: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("invalid duration {text:?}: use e.g. 10s, 500ms, 2m"))?;
+    Duration::try_from_secs_f64(value * scale)
+        .map_err(|_| format!("invalid duration {text:?}: must be positive and finite"))
+}
+
+/// Where telemetry comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ProbeMode {
+    /// BPF; when it cannot load, `/proc` polling, with the reason shown in `/status`.
+    #[default]
+    Auto,
+    /// BPF or fail.
+    Bpf,
+    /// `/proc` polling only.
+    Procfs,
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Listen address (default 127.0.0.1:3000).
+    pub bind: SocketAddr,
+    /// Bearer token; required for a non-loopback `bind`.
+    #[serde(skip_serializing)]
+    pub token: Option<String>,
+    /// Telemetry settings.
+    pub probes: ProbeConfig,
+    /// Model and generation settings.
+    pub model: ModelConfig,
+    /// HTTP limits.
+    pub limits: LimitsConfig,
+    /// Alert rules.
+    pub rules: RulesConfig,
+    /// Insight settings.
+    pub insights: InsightConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            bind: SocketAddr::from(([127, 0, 0, 1], 3000)),
+            token: None,
+            probes: ProbeConfig::default(),
+            model: ModelConfig::default(),
+            limits: LimitsConfig::default(),
+            rules: RulesConfig::default(),
+            insights: InsightConfig::default(),
+        }
+    }
+}
+
+/// Telemetry settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProbeConfig {
+    /// auto, bpf or procfs.
+    pub mode: ProbeMode,
+    /// Keep the run-queue latency histogram (needed by the `runq_p99` rule).
+    pub run_queue_latency: bool,
+    /// BPF ring buffer size in bytes (a power of two, at least one page).
+    pub ring_buffer_bytes: u32,
+    /// Events the probe channel holds before counting drops.
+    pub channel_capacity: usize,
+    /// How often rules are evaluated and the process table is sampled, in milliseconds.
+    pub tick_ms: u64,
+}
+
+impl Default for ProbeConfig {
+    fn default() -> Self {
+        // Smaller than ember-probes' defaults: the daemon drains continuously, and these
+        // buffers are resident memory once used.
+        ProbeConfig {
+            mode: ProbeMode::Auto,
+            run_queue_latency: true,
+            ring_buffer_bytes: 1 << 20,
+            channel_capacity: 8192,
+            tick_ms: 1000,
+        }
+    }
+}
+
+/// Model and generation settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelConfig {
+    /// GGUF file; none means no insights and no `/v1` generation.
+    pub path: Option<PathBuf>,
+    /// Name shown by `/v1/models` (default: the file name without extension).
+    pub name: Option<String>,
+    /// Built-in chat template used when the model carries none (default: gemma for Gemma
+    /// models, else chatml).
+    pub chat_template: Option<String>,
+    /// Context size per generation slot.
+    pub ctx_size: u32,
+    /// CPU threads per generation (default: all cores).
+    pub threads: Option<i32>,
+    /// Concurrent generations through the API; more are answered 429.
+    pub max_concurrent: usize,
+    /// Upper bound on `max_tokens` of a request.
+    pub max_tokens: usize,
+    /// `max_tokens` when a request gives none.
+    pub default_max_tokens: usize,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig {
+            path: None,
+            name: None,
+            chat_template: None,
+            ctx_size: 2048,
+            threads: None,
+            max_concurrent: 2,
+            max_tokens: 1024,
+            default_max_tokens: 128,
+        }
+    }
+}
+
+/// HTTP limits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest request body, in bytes (413 beyond).
+    pub body_bytes: usize,
+    /// Messages queued per `/stream` client; a client that falls this far behind is dropped.
+    pub sse_queue: usize,
+    /// Most `/stream` clients at once (503 beyond).
+    pub sse_clients: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            body_bytes: 1 << 20,
+            sse_queue: 1024,
+            sse_clients: 64,
+        }
+    }
+}
+
+/// Alert severity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Worth knowing.
+    Info,
+    /// Needs attention.
+    Warning,
+    /// Needs attention now.
+    Critical,
+}
+
+impl Severity {
+    /// The lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+/// One threshold rule over a sliding window.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    /// Off turns the rule off.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// The threshold, in the rule's unit.
+    pub threshold: f64,
+    /// The window in seconds: rates and counts are taken over it; gauges must stay at or
+    /// above the threshold for all of it.
+    pub window_s: f64,
+    /// Severity of its alerts.
+    pub severity: Severity,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn rule(threshold: f64, window_s: f64, severity: Severity) -> Rule {
+    Rule {
+        enabled: true,
+        threshold,
+        window_s,
+        severity,
+    }
+}
+
+/// The rules. Units: forks/s per parent; MB and % of one CPU summed over a process subtree;
+/// OOM kills; failing exits (non-zero code or signal) of one command; microseconds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RulesConfig {
+    /// Forks per second by one parent.
+    pub fork_rate: Rule,
+    /// Resident memory of a process and its descendants, in MB.
+    pub subtree_rss_mb: Rule,
+    /// CPU of a process and its descendants, in % of one CPU.
+    pub subtree_cpu_percent: Rule,
+    /// OOM kills in the window.
+    pub oom_kills: Rule,
+    /// Failing exits of one command in the window.
+    pub failing_exits: Rule,
+    /// 99th percentile of run-queue latency over the window, in microseconds.
+    pub runq_p99_us: Rule,
+    /// An alert not seen again for this long is resolved; a later one is a new alert.
+    pub resolve_after_s: f64,
+    /// Alerts kept for `/alerts`.
+    pub keep: usize,
+}
+
+impl Default for RulesConfig {
+    fn default() -> Self {
+        RulesConfig {
+            fork_rate: rule(100.0, 10.0, Severity::Warning),
+            subtree_rss_mb: rule(4096.0, 30.0, Severity::Warning),
+            subtree_cpu_percent: rule(190.0, 30.0, Severity::Warning),
+            oom_kills: rule(1.0, 60.0, Severity::Critical),
+            failing_exits: rule(20.0, 10.0, Severity::Warning),
+            runq_p99_us: rule(100_000.0, 30.0, Severity::Warning),
+            resolve_after_s: 60.0,
+            keep: 256,
+        }
+    }
+}
+
+/// Insight settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct InsightConfig {
+    /// Whether alerts get insights (needs a model).
+    pub enabled: bool,
+    /// Least time between two insights for the same rule and command, in seconds; alerts in
+    /// between are skipped (counted).
+    pub min_interval_s: f64,
+    /// Insights kept for `/insights`.
+    pub keep: usize,
+    /// Token budget of one insight.
+    pub max_tokens: usize,
+}
+
+impl Default for InsightConfig {
+    fn default() -> Self {
+        InsightConfig {
+            enabled: true,
+            min_interval_s: 30.0,
+            keep: 32,
+            max_tokens: 200,
+        }
+    }
+}
+
+impl Config {
+    /// Reads a YAML (`.yaml`, `.yml`) or TOML file.
+    ///
+    /// # Errors
+    ///
+    /// The file cannot be read or does not parse (the message names the file and the field).
+    pub fn from_file(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        let yaml = matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml")
+        );
+        if yaml {
+            serde_yaml::from_str(&text)
+                .with_context(|| format!("invalid YAML config {}", path.display()))
+        } else {
+            toml::from_str(&text).with_context(|| format!("invalid TOML config {}", path.display()))
+        }
+    }
+
+    /// The file named by `--config` (or the defaults), with the flags applied, validated.
+    ///
+    /// # Errors
+    ///
+    /// As [`Config::from_file`] and [`Config::validate`].
+    pub fn from_cli(cli: &Cli) -> anyhow::Result<Config> {
+        let mut config = match &cli.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        if let Some(bind) = cli.bind {
+            config.bind = bind;
+        }
+        if cli.token.is_some() {
+            config.token.clone_from(&cli.token);
+        }
+        if cli.model.is_some() {
+            config.model.path.clone_from(&cli.model);
+        }
+        if cli.chat_template.is_some() {
+            config.model.chat_template.clone_from(&cli.chat_template);
+        }
+        if let Some(n) = cli.ctx_size {
+            config.model.ctx_size = n;
+        }
+        if cli.threads.is_some() {
+            config.model.threads = cli.threads;
+        }
+        if let Some(n) = cli.max_concurrent {
+            config.model.max_concurrent = n;
+        }
+        if let Some(mode) = cli.probe_mode {
+            config.probes.mode = mode;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks the settings that would otherwise fail later or be unsafe: a non-loopback
+    /// bind without a token, zero-sized limits.
+    ///
+    /// # Errors
+    ///
+    /// What is wrong and how to fix it.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if !self.bind.ip().is_loopback() && self.token.as_deref().is_none_or(str::is_empty) {
+            bail!(
+                "refusing to listen on {} without a token: anything but loopback needs \
+                 --token (or INSIGHTD_TOKEN, or `token` in the config file)",
+                self.bind
+            );
+        }
+        if self.model.max_concurrent == 0 {
+            bail!("model.max_concurrent must be at least 1");
+        }
+        if self.limits.sse_queue == 0 || self.limits.body_bytes == 0 {
+            bail!("limits.sse_queue and limits.body_bytes must be at least 1");
+        }
+        if self.probes.tick_ms == 0 {
+            bail!("probes.tick_ms must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_and_yaml_give_the_same_config() {
+        let toml_text = "bind = \"127.0.0.1:4000\"\n[rules.fork_rate]\nthreshold = 5.0\nwindow_s = 2.0\nseverity = \"critical\"\n";
+        let yaml_text = "bind: 127.0.0.1:4000\nrules:\n  fork_rate:\n    threshold: 5.0\n    window_s: 2.0\n    severity: critical\n";
+        let a: Config = toml::from_str(toml_text).unwrap();
+        let b: Config = serde_yaml::from_str(yaml_text).unwrap();
+        for c in [&a, &b] {
+            assert_eq!(c.bind.port(), 4000);
+            assert_eq!(c.rules.fork_rate.threshold, 5.0);
+            assert_eq!(c.rules.fork_rate.severity, Severity::Critical);
+            assert_eq!(c.rules.oom_kills.threshold, 1.0);
+        }
+    }
+
+    #[test]
+    fn unknown_fields_are_errors() {
+        assert!(toml::from_str::<Config>("bnd = \"x\"").is_err());
+    }
+
+    #[test]
+    fn non_loopback_needs_a_token() {
+        let mut c = Config {
+            bind: "0.0.0.0:3000".parse().unwrap(),
+            ..Config::default()
+        };
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("--token"), "{err}");
+        c.token = Some("secret".into());
+        c.validate().unwrap();
+    }
+}

@@ -1,0 +1,130 @@
+//! The HTTP API (axum): operations endpoints ([`ops`]) and the OpenAI-compatible ones
+//! ([`openai`]), behind a bearer-token check and a body size limit.
+
+pub mod openai;
+pub mod ops;
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+
+use crate::state::Shared;
+
+/// Handler state: the shared daemon state.
+pub type AppState = Arc<Shared>;
+
+/// The router with every endpoint; tests can call it without a socket.
+pub fn app(state: AppState) -> Router {
+    let body_limit = state.config.limits.body_bytes;
+    Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/status", get(ops::status))
+        .route("/version", get(ops::version))
+        .route("/processes", get(ops::processes))
+        .route("/processes/{pid}", get(ops::process))
+        .route("/stream", get(ops::stream))
+        .route("/alerts", get(ops::alerts))
+        .route("/insights", get(ops::insights))
+        .route("/metrics", get(ops::metrics))
+        .route("/v1/models", get(openai::models))
+        .route("/v1/completions", post(openai::completions))
+        .route("/v1/chat/completions", post(openai::chat_completions))
+        .route("/v1/embeddings", post(openai::embeddings))
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+        })
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth))
+        .with_state(state)
+}
+
+/// Checks `Authorization: Bearer <token>` when a token is configured. `/healthz` and
+/// `/readyz` stay open so that orchestrators can probe without the secret.
+async fn auth(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let Some(token) = state.config.token.as_deref().filter(|t| !t.is_empty()) else {
+        return next.run(req).await;
+    };
+    let path = req.uri().path();
+    if path == "/healthz" || path == "/readyz" {
+        return next.run(req).await;
+    }
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if constant_time_eq(given.as_bytes(), token.as_bytes()) {
+        return next.run(req).await;
+    }
+    state.metrics.unauthorized.inc();
+    let mut resp = ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "missing or wrong bearer token: send `Authorization: Bearer <token>`",
+    )
+    .into_response();
+    resp.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        "Bearer".parse().expect("static header"),
+    );
+    resp
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// An error answer in OpenAI's shape: `{"error": {"message", "type", "code"}}`. Internal
+/// details are logged, not returned.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    kind: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    /// An error with this status, type and message.
+    pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// 400 with `message`.
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_request_error", message)
+    }
+
+    /// 500; `err` goes to the log only.
+    pub fn internal(what: &str, err: &anyhow::Error) -> ApiError {
+        log::error!("{what}: {err:#}");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            format!("{what} failed; see the daemon's log"),
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Json(
+            json!({"error": {"message": self.message, "type": self.kind, "code": self.status.as_u16()}}),
+        );
+        (self.status, body).into_response()
+    }
+}

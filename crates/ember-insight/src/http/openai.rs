@@ -1,0 +1,474 @@
+//! OpenAI-compatible endpoints served by the loaded model: `/v1/models`, `/v1/completions`,
+//! `/v1/chat/completions` (both streamed as server-sent events with a final `[DONE]`, or not)
+//! and `/v1/embeddings`.
+//!
+//! Each generation holds one of `model.max_concurrent` slots; a request that finds none free
+//! is answered 429 at once (counted in `insightd_generations_rejected_total`). Generations run
+//! on blocking threads; one whose client disconnects stops at the next token (counted in
+//! `insightd_generations_cancelled_total` and logged).
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::sse::{Event as SseEvent, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use ember_llama::ChatMessage;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
+
+use super::{ApiError, AppState};
+use crate::llm::{GenEvent, GenRequest, GenSummary, Llm};
+use crate::metrics::EndpointLabel;
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A string or a list of strings.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    /// One.
+    One(String),
+    /// Several.
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+/// Sampling fields shared by both generation endpoints.
+#[derive(Debug, Deserialize)]
+pub struct Sampling {
+    max_tokens: Option<usize>,
+    max_completion_tokens: Option<usize>,
+    temperature: Option<f32>,
+    top_p: Option<f32>,
+    seed: Option<u32>,
+    stop: Option<OneOrMany>,
+    #[serde(default)]
+    stream: bool,
+    n: Option<u32>,
+}
+
+/// `POST /v1/completions` body.
+#[derive(Debug, Deserialize)]
+pub struct CompletionRequest {
+    #[allow(dead_code)]
+    model: Option<String>,
+    prompt: OneOrMany,
+    #[serde(flatten)]
+    sampling: Sampling,
+}
+
+/// Message content: a string, or a list of parts of which the text ones are used.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Content {
+    /// Plain text.
+    Text(String),
+    /// Parts (`{"type": "text", "text": ...}`).
+    Parts(Vec<Value>),
+}
+
+/// A chat message.
+#[derive(Debug, Deserialize)]
+pub struct Message {
+    role: String,
+    content: Option<Content>,
+}
+
+/// `POST /v1/chat/completions` body.
+#[derive(Debug, Deserialize)]
+pub struct ChatRequest {
+    #[allow(dead_code)]
+    model: Option<String>,
+    messages: Vec<Message>,
+    #[serde(flatten)]
+    sampling: Sampling,
+}
+
+/// `POST /v1/embeddings` body.
+#[derive(Debug, Deserialize)]
+pub struct EmbeddingsRequest {
+    #[allow(dead_code)]
+    model: Option<String>,
+    input: OneOrMany,
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn need_model(state: &AppState) -> Result<Arc<Llm>, ApiError> {
+    state.llm().ok_or_else(|| {
+        let why = super::ops::model_status(state);
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "model_not_loaded",
+            format!(
+                "no model is loaded ({}): start insightd with --model <GGUF>",
+                why["state"].as_str().unwrap_or("none")
+            ),
+        )
+    })
+}
+
+fn take_slot(state: &AppState, endpoint: &str) -> Result<OwnedSemaphorePermit, ApiError> {
+    state.slots.clone().try_acquire_owned().map_err(|_| {
+        state
+            .metrics
+            .generations_rejected
+            .get_or_create(&EndpointLabel {
+                endpoint: endpoint.into(),
+            })
+            .inc();
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limit_exceeded",
+            format!(
+                "all {} generation slots are busy: retry later",
+                state.config.model.max_concurrent
+            ),
+        )
+    })
+}
+
+/// `GET /v1/models`.
+pub async fn models(State(state): State<AppState>) -> Json<Value> {
+    let data: Vec<Value> = state
+        .llm()
+        .map(|llm| {
+            json!({"id": llm.name(), "object": "model", "created": 0, "owned_by": "insightd",
+                   "meta": {"description": llm.model().description(), "n_ctx": llm.config().ctx_size}})
+        })
+        .into_iter()
+        .collect();
+    Json(json!({"object": "list", "data": data}))
+}
+
+fn gen_request(
+    state: &AppState,
+    llm: &Llm,
+    prompt: String,
+    s: Sampling,
+) -> Result<(GenRequest, bool), ApiError> {
+    if s.n.is_some_and(|n| n != 1) {
+        return Err(ApiError::bad_request("only n = 1 is supported"));
+    }
+    let cfg = &state.config.model;
+    let max_tokens = s
+        .max_tokens
+        .or(s.max_completion_tokens)
+        .unwrap_or(cfg.default_max_tokens);
+    if max_tokens == 0 || max_tokens > cfg.max_tokens {
+        return Err(ApiError::bad_request(format!(
+            "max_tokens must be 1..={} (model.max_tokens)",
+            cfg.max_tokens
+        )));
+    }
+    let prompt_tokens = llm.count_tokens(&prompt);
+    if prompt_tokens == 0 || prompt_tokens >= cfg.ctx_size as usize {
+        return Err(ApiError::bad_request(format!(
+            "the prompt has {prompt_tokens} tokens; the context holds {} (model.ctx_size)",
+            cfg.ctx_size
+        )));
+    }
+    let stops = s.stop.map(OneOrMany::into_vec).unwrap_or_default();
+    if stops.len() > 4 {
+        return Err(ApiError::bad_request("at most 4 stop strings"));
+    }
+    let req = GenRequest {
+        prompt,
+        max_tokens,
+        stops,
+        temperature: s.temperature.unwrap_or(0.8),
+        top_p: s.top_p.unwrap_or(1.0).clamp(0.0, 1.0),
+        seed: s
+            .seed
+            .unwrap_or_else(|| NEXT_ID.load(Ordering::Relaxed) as u32),
+        grammar: None,
+    };
+    Ok((req, s.stream))
+}
+
+/// Starts a generation on a blocking thread; its text arrives on the returned receiver.
+fn spawn_generation(
+    state: &AppState,
+    llm: Arc<Llm>,
+    req: GenRequest,
+    permit: OwnedSemaphorePermit,
+    endpoint: &'static str,
+    id: String,
+) -> mpsc::Receiver<GenEvent> {
+    let (tx, rx) = mpsc::channel(16);
+    let state = state.clone();
+    state
+        .metrics
+        .generations
+        .get_or_create(&EndpointLabel {
+            endpoint: endpoint.into(),
+        })
+        .inc();
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        let m = &state.metrics;
+        m.generations_running.inc();
+        let result = llm.generate_pooled(&req, &tx);
+        m.generations_running.dec();
+        match result {
+            Ok(summary) => {
+                m.prompt_tokens.inc_by(summary.prompt_tokens as u64);
+                m.generated_tokens.inc_by(summary.completion_tokens as u64);
+                if summary.client_gone {
+                    m.generations_cancelled.inc();
+                    log::info!(
+                        "generation {id} stopped after {} tokens: the client disconnected",
+                        summary.completion_tokens
+                    );
+                }
+            }
+            Err(e) => {
+                log::error!("generation {id} failed: {e:#}");
+                let _ = tx.blocking_send(GenEvent::Failed(format!("{e}")));
+            }
+        }
+    });
+    rx
+}
+
+async fn collect(mut rx: mpsc::Receiver<GenEvent>) -> Result<(String, GenSummary), ApiError> {
+    let mut text = String::new();
+    while let Some(ev) = rx.recv().await {
+        match ev {
+            GenEvent::Text(t) => text.push_str(&t),
+            GenEvent::Done(summary) => return Ok((text, summary)),
+            GenEvent::Failed(e) => {
+                return Err(ApiError::internal("generation", &anyhow::anyhow!(e)));
+            }
+        }
+    }
+    Err(ApiError::internal(
+        "generation",
+        &anyhow::anyhow!("the generation thread ended without a result"),
+    ))
+}
+
+fn usage(s: &GenSummary) -> Value {
+    json!({"prompt_tokens": s.prompt_tokens, "completion_tokens": s.completion_tokens,
+           "total_tokens": s.prompt_tokens + s.completion_tokens})
+}
+
+/// Turns generation events into SSE chunks (`make(text, finish)`), then `[DONE]`.
+fn sse_response(
+    rx: mpsc::Receiver<GenEvent>,
+    first: Option<Value>,
+    make: impl Fn(Option<&str>, Option<&str>) -> Value + Send + 'static,
+) -> Response {
+    let stream = futures_util::stream::unfold(
+        (rx, first, make, false),
+        |(mut rx, mut first, make, done)| async move {
+            if done {
+                return None;
+            }
+            if let Some(v) = first.take() {
+                let ev = SseEvent::default().data(v.to_string());
+                return Some((Ok::<_, Infallible>(ev), (rx, None, make, false)));
+            }
+            let (ev, done) = match rx.recv().await {
+                Some(GenEvent::Text(t)) => (
+                    SseEvent::default().data(make(Some(&t), None).to_string()),
+                    false,
+                ),
+                Some(GenEvent::Done(s)) => {
+                    let last = make(None, Some(s.finish_reason));
+                    // The final chunk, then the [DONE] sentinel on the next poll.
+                    let (tx, rx2) = mpsc::channel(1);
+                    let _ = tx.try_send(GenEvent::Failed(String::new()));
+                    rx = rx2;
+                    (SseEvent::default().data(last.to_string()), false)
+                }
+                Some(GenEvent::Failed(e)) if e.is_empty() => {
+                    (SseEvent::default().data("[DONE]"), true)
+                }
+                Some(GenEvent::Failed(e)) => {
+                    let err = json!({"error": {"message": format!("generation failed: {e}"), "type": "server_error"}});
+                    (SseEvent::default().data(err.to_string()), true)
+                }
+                None => return None,
+            };
+            Some((Ok(ev), (rx, None, make, done)))
+        },
+    );
+    let mut resp = Sse::new(stream).into_response();
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        "no-cache".parse().expect("static header"),
+    );
+    resp
+}
+
+/// `POST /v1/completions`.
+pub async fn completions(
+    State(state): State<AppState>,
+    Json(body): Json<CompletionRequest>,
+) -> Result<Response, ApiError> {
+    let llm = need_model(&state)?;
+    let mut prompts = body.prompt.into_vec();
+    if prompts.len() != 1 {
+        return Err(ApiError::bad_request("give exactly one prompt"));
+    }
+    let prompt = prompts.remove(0);
+    let (req, stream) = gen_request(&state, &llm, prompt, body.sampling)?;
+    let permit = take_slot(&state, "completions")?;
+    let id = format!("cmpl-{}", NEXT_ID.fetch_add(1, Ordering::Relaxed));
+    let created = now_secs();
+    let model = llm.name().to_string();
+    let rx = spawn_generation(&state, llm, req, permit, "completions", id.clone());
+    if stream {
+        return Ok(sse_response(rx, None, move |text, finish| {
+            json!({"id": id, "object": "text_completion", "created": created, "model": model,
+                   "choices": [{"text": text.unwrap_or(""), "index": 0, "logprobs": null, "finish_reason": finish}]})
+        }));
+    }
+    let (text, summary) = collect(rx).await?;
+    Ok(Json(json!({
+        "id": id, "object": "text_completion", "created": created, "model": model,
+        "choices": [{"text": text, "index": 0, "logprobs": null, "finish_reason": summary.finish_reason}],
+        "usage": usage(&summary),
+    }))
+    .into_response())
+}
+
+fn chat_messages(messages: Vec<Message>) -> Result<Vec<ChatMessage>, ApiError> {
+    if messages.is_empty() {
+        return Err(ApiError::bad_request("messages is empty"));
+    }
+    messages
+        .into_iter()
+        .map(|m| {
+            let content = match m.content {
+                None => String::new(),
+                Some(Content::Text(t)) => t,
+                Some(Content::Parts(parts)) => parts
+                    .iter()
+                    .filter(|p| p["type"] == "text")
+                    .filter_map(|p| p["text"].as_str())
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            };
+            match m.role.as_str() {
+                "system" | "user" | "assistant" | "developer" => {}
+                other => {
+                    return Err(ApiError::bad_request(format!(
+                        "unsupported role {other:?}: use system, user or assistant"
+                    )))
+                }
+            }
+            let role = if m.role == "developer" {
+                "system".to_string()
+            } else {
+                m.role
+            };
+            Ok(ChatMessage::new(role, content))
+        })
+        .collect()
+}
+
+/// `POST /v1/chat/completions`.
+pub async fn chat_completions(
+    State(state): State<AppState>,
+    Json(body): Json<ChatRequest>,
+) -> Result<Response, ApiError> {
+    let llm = need_model(&state)?;
+    let messages = chat_messages(body.messages)?;
+    let prompt = llm
+        .chat_prompt(&messages)
+        .map_err(|e| ApiError::bad_request(format!("cannot apply the chat template: {e:#}")))?;
+    let (req, stream) = gen_request(&state, &llm, prompt, body.sampling)?;
+    let permit = take_slot(&state, "chat_completions")?;
+    let id = format!("chatcmpl-{}", NEXT_ID.fetch_add(1, Ordering::Relaxed));
+    let created = now_secs();
+    let model = llm.name().to_string();
+    let rx = spawn_generation(&state, llm, req, permit, "chat_completions", id.clone());
+    if stream {
+        let first = json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
+            "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null}]});
+        return Ok(sse_response(rx, Some(first), move |text, finish| {
+            let delta = match text {
+                Some(t) => json!({"content": t}),
+                None => json!({}),
+            };
+            json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
+                   "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+        }));
+    }
+    let (text, summary) = collect(rx).await?;
+    Ok(Json(json!({
+        "id": id, "object": "chat.completion", "created": created, "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                     "finish_reason": summary.finish_reason}],
+        "usage": usage(&summary),
+    }))
+    .into_response())
+}
+
+/// `POST /v1/embeddings`.
+pub async fn embeddings(
+    State(state): State<AppState>,
+    Json(body): Json<EmbeddingsRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let llm = need_model(&state)?;
+    let input = body.input.into_vec();
+    if input.is_empty() || input.iter().any(String::is_empty) {
+        return Err(ApiError::bad_request("input must hold non-empty strings"));
+    }
+    if input.len() > 64 {
+        return Err(ApiError::bad_request("at most 64 inputs per request"));
+    }
+    let permit = take_slot(&state, "embeddings")?;
+    state
+        .metrics
+        .generations
+        .get_or_create(&EndpointLabel {
+            endpoint: "embeddings".into(),
+        })
+        .inc();
+    let model = llm.name().to_string();
+    let result = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        llm.embed(&input)
+    })
+    .await
+    .map_err(|e| ApiError::internal("embeddings", &anyhow::anyhow!("task failed: {e}")))?;
+    let (vectors, tokens) = result.map_err(|e| {
+        if matches!(
+            e.downcast_ref::<ember_llama::Error>(),
+            Some(ember_llama::Error::PromptTooLong { .. })
+        ) {
+            ApiError::bad_request(format!("an input is too long: {e}"))
+        } else {
+            ApiError::internal("embeddings", &e)
+        }
+    })?;
+    let data: Vec<Value> = vectors
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| json!({"object": "embedding", "index": i, "embedding": v}))
+        .collect();
+    Ok(Json(json!({"object": "list", "data": data, "model": model,
+                   "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})))
+}

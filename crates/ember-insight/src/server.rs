@@ -1,0 +1,189 @@
+//! Running the daemon: [`serve`] (HTTP until SIGTERM/SIGINT) and [`once`] (a timed report).
+
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::sync_channel;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+
+use crate::config::Config;
+use crate::insights::{self, InsightJob};
+use crate::llm::Llm;
+use crate::report;
+use crate::state::{ModelState, Shared};
+use crate::telemetry;
+
+/// How long shutdown waits for open requests before giving up on them.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Starts telemetry, the insight worker and the model load (in the background), then serves
+/// HTTP on `config.bind` until SIGTERM or SIGINT; then stops accepting, lets running requests
+/// finish (up to 10 s), ends event streams and stops the probes.
+///
+/// # Errors
+///
+/// The address cannot be bound, telemetry cannot start.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    config.validate()?;
+    let listener = tokio::net::TcpListener::bind(config.bind)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.bind))?;
+    let addr = listener.local_addr()?;
+    let shared = Shared::new(config);
+    // Listen first so that /healthz answers while the probes and the model load.
+    log::info!("listening on http://{addr}");
+    eprintln!(
+        "insightd {} listening on http://{addr}",
+        crate::state::VERSION
+    );
+
+    let (jobs_tx, jobs_rx) = sync_channel::<InsightJob>(8);
+    let worker = if shared.config.insights.enabled && shared.config.model.path.is_some() {
+        let s = shared.clone();
+        Some(
+            std::thread::Builder::new()
+                .name("insightd-insights".into())
+                .spawn(move || insights::run_worker(s, jobs_rx))?,
+        )
+    } else {
+        None
+    };
+    if let Some(path) = shared.config.model.path.clone() {
+        shared.set_model(ModelState::Loading(path.clone()));
+        let s = shared.clone();
+        tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            match Llm::load(&path, &s.config.model) {
+                Ok(llm) => {
+                    log::info!(
+                        "model {} loaded in {:.1} s (template {})",
+                        llm.name(),
+                        started.elapsed().as_secs_f64(),
+                        if llm.template().len() > 40 {
+                            "embedded"
+                        } else {
+                            llm.template()
+                        }
+                    );
+                    s.metrics.model_loaded.set(1);
+                    s.set_model(ModelState::Ready(Arc::new(llm)));
+                }
+                Err(e) => {
+                    log::error!("{e:#}");
+                    s.set_model(ModelState::Failed {
+                        path,
+                        error: format!("{e:#}"),
+                    });
+                }
+            }
+        });
+    }
+    let app = crate::http::app(shared.clone());
+    let server = tokio::spawn({
+        let shared = shared.clone();
+        async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    shutdown_signal().await;
+                    log::info!("shutting down: no new connections; ending event streams");
+                    shared.stopping.store(true, Ordering::Relaxed);
+                    shared.hub.close_all();
+                })
+                .await
+        }
+    });
+    let telemetry_shared = shared.clone();
+    let insight_tx = worker.is_some().then_some(jobs_tx);
+    let telemetry =
+        tokio::task::spawn_blocking(move || telemetry::start(telemetry_shared, insight_tx))
+            .await??;
+
+    // The server ends after the signal once connections close; bound that wait.
+    let mut server = server;
+    tokio::select! {
+        r = &mut server => r??,
+        () = async {
+            while !shared.stopping.load(Ordering::Relaxed) {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => log::warn!("requests still open after {SHUTDOWN_GRACE:?}; exiting anyway"),
+    }
+    shared.stopping.store(true, Ordering::Relaxed);
+    let _ = tokio::task::spawn_blocking(move || {
+        let _ = telemetry.join();
+        if let Some(w) = worker {
+            let _ = w.join();
+        }
+    })
+    .await;
+    log::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            log::error!("cannot listen for SIGINT: {e}");
+            std::future::pending::<()>().await;
+        }
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                log::error!("cannot listen for SIGTERM: {e}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => log::info!("SIGINT received"),
+        () = term => log::info!("SIGTERM received"),
+    }
+}
+
+/// Runs telemetry and the rules for `duration` and returns a readable report. With a model
+/// configured, the first alert that fired gets an insight before the report.
+///
+/// # Errors
+///
+/// Telemetry cannot start, or the model cannot be loaded.
+pub fn once(config: Config, duration: Duration) -> anyhow::Result<String> {
+    let shared = Shared::new(config);
+    let llm = match &shared.config.model.path {
+        Some(path) => {
+            let llm = Arc::new(Llm::load(path, &shared.config.model)?);
+            shared.set_model(ModelState::Ready(llm.clone()));
+            Some(llm)
+        }
+        None => None,
+    };
+    let (jobs_tx, jobs_rx) = sync_channel::<InsightJob>(64);
+    let thread = telemetry::start(shared.clone(), Some(jobs_tx))?;
+    let started = Instant::now();
+    std::thread::sleep(duration);
+    shared.stopping.store(true, Ordering::Relaxed);
+    let _ = thread.join();
+    let watched = started.elapsed();
+    let mut insight_errors = Vec::new();
+    if let Some(llm) = &llm {
+        if shared.config.insights.enabled {
+            let mut ctx = llm.new_context()?;
+            for job in jobs_rx.try_iter().take(1) {
+                match insights::generate(llm, &mut ctx, &job, shared.config.insights.max_tokens) {
+                    Ok(i) => shared
+                        .insights
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(i),
+                    Err(e) => insight_errors.push(format!("alert {}: {e:#}", job.alert.id)),
+                }
+            }
+        }
+    }
+    Ok(report::render(&shared, watched, &insight_errors))
+}

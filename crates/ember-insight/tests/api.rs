@@ -1,0 +1,196 @@
+//! The OpenAI-compatible API against the real model.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::common::{self, Daemon};
+
+fn chat_body(stream: bool) -> Value {
+    json!({
+        "model": "gemma-3-270m-q4_k_m",
+        "messages": [{"role": "user", "content": "Name three colours of the rainbow."}],
+        "max_tokens": 24,
+        "temperature": 0,
+        "stream": stream,
+    })
+}
+
+/// Must show 3: a streamed chat completion's deltas concatenate to the non-streamed answer
+/// (greedy), the SSE framing and the final `[DONE]` are right, `/v1/models` lists the model.
+#[tokio::test(flavor = "multi_thread")]
+async fn streamed_chat_equals_the_plain_answer() {
+    let Some(model) = common::model() else { return };
+    let d = Daemon::start(
+        &[
+            "--model",
+            model.to_str().unwrap(),
+            "--probe-mode",
+            common::probe_mode(),
+            "--ctx-size",
+            "512",
+        ],
+        None,
+    );
+    d.wait_ready(Duration::from_secs(120)).await;
+    let client = reqwest::Client::new();
+
+    let models: Value = client
+        .get(d.url("/v1/models"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(models["object"], "list");
+    assert_eq!(models["data"][0]["id"], "gemma-3-270m-q4_k_m", "{models}");
+    assert_eq!(models["data"][0]["object"], "model");
+
+    let plain: Value = client
+        .post(d.url("/v1/chat/completions"))
+        .json(&chat_body(false))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(plain["object"], "chat.completion", "{plain}");
+    let answer = plain["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(plain["choices"][0]["message"]["role"], "assistant");
+    assert!(!answer.trim().is_empty(), "{plain}");
+    let usage = &plain["usage"];
+    assert_eq!(
+        usage["total_tokens"].as_u64().unwrap(),
+        usage["prompt_tokens"].as_u64().unwrap() + usage["completion_tokens"].as_u64().unwrap()
+    );
+
+    let resp = client
+        .post(d.url("/v1/chat/completions"))
+        .json(&chat_body(true))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
+    let body = resp.text().await.unwrap();
+    assert!(body.ends_with("data: [DONE]\n\n"), "{body:?}");
+    let events = common::sse_events(&body);
+    let mut streamed = String::new();
+    let mut finish = None;
+    for (i, ev) in events.iter().enumerate() {
+        assert_eq!(ev.len(), 1, "one data line per event: {ev:?}");
+        assert_eq!(ev[0].0, "data", "{ev:?}");
+        if i == events.len() - 1 {
+            assert_eq!(ev[0].1, "[DONE]");
+            continue;
+        }
+        let chunk: Value = serde_json::from_str(&ev[0].1).unwrap();
+        assert_eq!(chunk["object"], "chat.completion.chunk");
+        assert_eq!(chunk["id"], events_id(&events));
+        let choice = &chunk["choices"][0];
+        if i == 0 {
+            assert_eq!(choice["delta"]["role"], "assistant");
+        }
+        if let Some(t) = choice["delta"]["content"].as_str() {
+            streamed.push_str(t);
+        }
+        if !choice["finish_reason"].is_null() {
+            assert!(finish.is_none(), "two final chunks");
+            finish = Some(choice["finish_reason"].as_str().unwrap().to_string());
+        }
+    }
+    assert_eq!(streamed, answer);
+    assert_eq!(
+        finish.as_deref(),
+        plain["choices"][0]["finish_reason"].as_str()
+    );
+}
+
+fn events_id(events: &[Vec<(String, String)>]) -> Value {
+    let first: Value = serde_json::from_str(&events[0][0].1).unwrap();
+    first["id"].clone()
+}
+
+/// Completions and embeddings answer in OpenAI's shapes; bad requests are 400.
+#[tokio::test(flavor = "multi_thread")]
+async fn completions_and_embeddings() {
+    let Some(model) = common::model() else { return };
+    let d = Daemon::start(
+        &[
+            "--model",
+            model.to_str().unwrap(),
+            "--probe-mode",
+            "procfs",
+            "--ctx-size",
+            "256",
+        ],
+        None,
+    );
+    d.wait_ready(Duration::from_secs(120)).await;
+    let client = reqwest::Client::new();
+    let r: Value = client
+        .post(d.url("/v1/completions"))
+        .json(&json!({"prompt": "The capital of France is", "max_tokens": 6, "temperature": 0}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["object"], "text_completion", "{r}");
+    assert!(!r["choices"][0]["text"].as_str().unwrap().is_empty(), "{r}");
+    assert_eq!(r["usage"]["completion_tokens"].as_u64().unwrap(), 6);
+    assert_eq!(r["choices"][0]["finish_reason"], "length");
+
+    let e: Value = client
+        .post(d.url("/v1/embeddings"))
+        .json(&json!({"input": ["a cat sat on the mat", "stocks fell sharply"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let data = e["data"].as_array().unwrap();
+    assert_eq!(data.len(), 2, "{e}");
+    let v: Vec<f64> = data[0]["embedding"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect();
+    let norm: f64 = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+    assert!((norm - 1.0).abs() < 1e-3, "norm {norm}");
+
+    for bad in [
+        json!({"prompt": "x", "max_tokens": 100000}),
+        json!({"prompt": ["a", "b"]}),
+        json!({"prompt": "x", "n": 2}),
+    ] {
+        let r = client
+            .post(d.url("/v1/completions"))
+            .json(&bad)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{bad}");
+        let body: Value = r.json().await.unwrap();
+        assert!(body["error"]["message"].is_string());
+    }
+    let r = client
+        .post(d.url("/v1/completions"))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+}

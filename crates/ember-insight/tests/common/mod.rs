@@ -1,0 +1,207 @@
+//! Starting and stopping a daemon, finding the model, reading SSE.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_insightd");
+
+fn ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// The test model, or `None` (skip) when it is missing outside CI.
+pub fn model() -> Option<PathBuf> {
+    match std::env::var_os("EMBER_TEST_MODEL").map(PathBuf::from) {
+        Some(p) if p.is_file() => Some(p),
+        other => {
+            let msg = format!(
+                "test model not found (EMBER_TEST_MODEL={other:?}): run build-support/fetch-model"
+            );
+            assert!(!ci(), "{msg}");
+            eprintln!("skipped: {msg}");
+            None
+        }
+    }
+}
+
+/// The probe mode tests ask for: `bpf` when BPF must work (EMBER_REQUIRE_BPF=1), else `auto`.
+pub fn probe_mode() -> &'static str {
+    if std::env::var("EMBER_REQUIRE_BPF").is_ok_and(|v| v == "1") {
+        "bpf"
+    } else {
+        "auto"
+    }
+}
+
+/// Whether a missing BPF must fail the test rather than skip it.
+pub fn bpf_required() -> bool {
+    probe_mode() == "bpf" || ci()
+}
+
+/// A running insightd.
+pub struct Daemon {
+    child: Child,
+    pub base: String,
+    pub log: Arc<Mutex<Vec<String>>>,
+    _config: Option<tempfile::NamedTempFile>,
+}
+
+impl Daemon {
+    /// Starts `insightd --bind 127.0.0.1:0` with `args` and, when given, a TOML config.
+    pub fn start(args: &[&str], config_toml: Option<&str>) -> Daemon {
+        Daemon::start_on("127.0.0.1:0", args, config_toml)
+    }
+
+    /// As [`Daemon::start`] on `bind`.
+    pub fn start_on(bind: &str, args: &[&str], config_toml: Option<&str>) -> Daemon {
+        let config = config_toml.map(|text| {
+            let mut f = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+            f.write_all(text.as_bytes()).unwrap();
+            f
+        });
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--bind").arg(bind).args(args);
+        if let Some(f) = &config {
+            cmd.arg("--config").arg(f.path());
+        }
+        let mut child = cmd
+            .env("INSIGHTD_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cannot start insightd");
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let log2 = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(addr) = line.split("listening on http://").nth(1) {
+                    let _ = tx.send(addr.trim().to_string());
+                }
+                eprintln!("[insightd] {line}");
+                log2.lock().unwrap().push(line);
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(a) => a,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "insightd did not report its address; log: {:?}",
+                    log.lock().unwrap()
+                );
+            }
+        };
+        let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
+        Daemon {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            log,
+            _config: config,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn log_contains(&self, needle: &str) -> bool {
+        self.log.lock().unwrap().iter().any(|l| l.contains(needle))
+    }
+
+    /// Waits until /readyz says ready (panics after `limit`).
+    pub async fn wait_ready(&self, limit: Duration) {
+        let client = reqwest::Client::new();
+        let start = Instant::now();
+        loop {
+            if let Ok(r) = client.get(self.url("/readyz")).send().await {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            assert!(
+                start.elapsed() < limit,
+                "insightd not ready after {limit:?}; log: {:?}",
+                self.log.lock().unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The telemetry mode /status reports.
+    pub async fn probe_mode(&self) -> String {
+        let status: serde_json::Value = reqwest::get(self.url("/status"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        status["telemetry"]["mode"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    }
+
+    /// SIGTERM, then waits for a clean exit.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        self.terminate()
+    }
+
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            if start.elapsed() > Duration::from_secs(20) {
+                let _ = self.child.kill();
+                return self.child.wait().unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.terminate();
+        }
+    }
+}
+
+/// Value of a metric sample line (`name{labels} value`) in OpenMetrics text.
+pub fn metric(text: &str, sample: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(sample)
+                .and_then(|rest| rest.strip_prefix(' '))
+        })
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Splits an SSE body into events, each the list of its `field: value` lines.
+pub fn sse_events(body: &str) -> Vec<Vec<(String, String)>> {
+    body.split("\n\n")
+        .filter(|e| !e.trim().is_empty())
+        .map(|e| {
+            e.lines()
+                .filter(|l| !l.starts_with(':'))
+                .map(|l| {
+                    let (k, v) = l.split_once(':').unwrap_or((l, ""));
+                    (k.to_string(), v.strip_prefix(' ').unwrap_or(v).to_string())
+                })
+                .collect()
+        })
+        .collect()
+}

@@ -1,0 +1,217 @@
+//! Must show 2: a fork storm fires the fork-rate alert, and an insight follows whose JSON
+//! parses and names the storm's command.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::common::{self, Daemon};
+
+/// The storm's command name: a copy of /bin/sh under this name runs the loop.
+const STORM: &str = "emberstorm";
+
+const CONFIG: &str = r#"
+[model]
+ctx_size = 1024
+
+[insights]
+# One insight per rule and command: other programs forking fast on this host (builds)
+# do not queue several insights ahead of the storm's.
+min_interval_s = 600.0
+max_tokens = 200
+
+[rules]
+resolve_after_s = 600.0
+
+[rules.fork_rate]
+threshold = 20.0
+window_s = 3.0
+severity = "critical"
+
+# Only the rule under test, so that its insight is not queued behind others.
+[rules.subtree_rss_mb]
+enabled = false
+threshold = 1.0
+window_s = 1.0
+severity = "info"
+
+[rules.subtree_cpu_percent]
+enabled = false
+threshold = 1.0
+window_s = 1.0
+severity = "info"
+
+[rules.failing_exits]
+enabled = false
+threshold = 1.0
+window_s = 1.0
+severity = "info"
+
+[rules.runq_p99_us]
+enabled = false
+threshold = 1.0
+window_s = 1.0
+severity = "info"
+"#;
+
+struct Storm(Child);
+
+impl Storm {
+    fn start(dir: &Path) -> Storm {
+        let sh = dir.join(STORM);
+        std::fs::copy("/bin/sh", &sh).unwrap();
+        let child = Command::new(&sh)
+            .args(["-c", "while :; do /bin/true; done"])
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        Storm(child)
+    }
+}
+
+impl Drop for Storm {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fork_storm_raises_an_alert_and_an_insight() {
+    let Some(model) = common::model() else { return };
+    let d = Daemon::start(
+        &[
+            "--model",
+            model.to_str().unwrap(),
+            "--probe-mode",
+            common::probe_mode(),
+        ],
+        Some(CONFIG),
+    );
+    d.wait_ready(Duration::from_secs(120)).await;
+    if d.probe_mode().await != "bpf" {
+        assert!(
+            !common::bpf_required(),
+            "BPF is required but insightd runs in procfs mode"
+        );
+        eprintln!("skipped: fork events need BPF (run as root)");
+        return;
+    }
+    let client = reqwest::Client::new();
+    let dir = tempfile::tempdir().unwrap();
+    let storm = Storm::start(dir.path());
+    let storm_pid = storm.0.id();
+
+    let start = Instant::now();
+    let alert = loop {
+        let alerts: Value = client
+            .get(d.url("/alerts"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let found = alerts["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["rule"] == "fork_rate" && a["subject"]["pid"] == storm_pid)
+            .cloned();
+        if let Some(a) = found {
+            break a;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no fork_rate alert: {alerts}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    drop(storm);
+    eprintln!("alert: {alert}");
+    assert_eq!(alert["subject"]["comm"], STORM);
+    assert_eq!(alert["severity"], "critical");
+    assert!(alert["evidence"]["value"].as_f64().unwrap() >= 20.0);
+    assert_eq!(alert["evidence"]["unit"], "forks/s");
+    assert!(alert["first_seen"].as_str().unwrap().ends_with('Z'));
+    assert!(alert["id"].as_u64().unwrap() >= 1);
+
+    let start = Instant::now();
+    let insight = loop {
+        let list: Value = client
+            .get(d.url("/insights"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let found = list["insights"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["alert_id"] == alert["id"])
+            .cloned();
+        if let Some(i) = found {
+            break i;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(240),
+            "no insight for alert {}: {list}",
+            alert["id"]
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    eprintln!("insight: {insight}");
+    // Re-parse the model's JSON as a client would.
+    #[derive(serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Body {
+        summary: String,
+        likely_cause: String,
+        suggested_actions: Vec<String>,
+        confidence: f64,
+    }
+    let text = insight["insight"].to_string();
+    let body: Body = serde_json::from_str(&text).unwrap();
+    assert!(!body.summary.is_empty() && !body.suggested_actions.is_empty());
+    assert!((0.0..=1.0).contains(&body.confidence));
+    let said = format!(
+        "{} {} {}",
+        body.summary,
+        body.likely_cause,
+        body.suggested_actions.join(" ")
+    );
+    assert!(
+        said.contains(STORM),
+        "the insight does not name {STORM}: {text}"
+    );
+    // Repeats merge into the alert instead of raising new ones.
+    let alerts: Value = client
+        .get(d.url("/alerts"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let same: Vec<&Value> = alerts["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["rule"] == "fork_rate" && a["subject"]["pid"] == storm_pid)
+        .collect();
+    assert_eq!(same.len(), 1, "{alerts}");
+    let m = client
+        .get(d.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(common::metric(&m, "insightd_alerts_total{rule=\"fork_rate\"}").unwrap() >= 1.0);
+    assert!(common::metric(&m, "insightd_insights_total").unwrap() >= 1.0);
+}
