@@ -66,6 +66,19 @@ fn setup() -> Option<Setup> {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as i32));
     let gpu_layers =
         env_number("EMBER_BENCH_GPU_LAYERS").unwrap_or(if backend() == "cpu" { 0 } else { 999 });
+    if gpu_layers > 0 {
+        ember::llama::backend::init();
+        // SAFETY: plain query of the backend registry, after llama_backend_init (init above).
+        let gpu = unsafe { ember::llama_sys::llama_supports_gpu_offload() };
+        assert!(
+            gpu,
+            "the {} build sees no GPU device, so its ids would name a backend that is not used. \
+             Without a GPU, Vulkan runs on lavapipe with \
+             VK_ICD_FILENAMES=/usr/share/vulkan/icd.d/lvp_icd.x86_64.json GGML_VK_VISIBLE_DEVICES=0; \
+             or set EMBER_BENCH_GPU_LAYERS=0",
+            backend()
+        );
+    }
     Some(Setup {
         path,
         model_params: ModelParams::default().with_gpu_layers(gpu_layers),

@@ -99,6 +99,17 @@ impl Lcg {
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
+    if args.gpu_layers > 0 {
+        ember::llama::backend::init();
+        // SAFETY: plain query of the backend registry, after llama_backend_init (init above).
+        let gpu = unsafe { ember::llama_sys::llama_supports_gpu_offload() };
+        anyhow::ensure!(
+            gpu,
+            "--ngl {} but this build sees no GPU device (without a GPU, Vulkan runs on lavapipe \
+             with GGML_VK_VISIBLE_DEVICES=0)",
+            args.gpu_layers
+        );
+    }
     let model = Arc::new(Model::load(
         &args.model,
         &ModelParams::default().with_gpu_layers(args.gpu_layers),
