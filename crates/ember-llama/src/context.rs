@@ -2,6 +2,7 @@
 
 pub mod kv;
 pub mod params;
+mod threadpool;
 
 use std::ffi::c_void;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,6 +13,7 @@ use ember_llama_sys as sys;
 use crate::batch::Batch;
 use crate::error::{Error, Result};
 use crate::model::Model;
+use threadpool::ThreadPool;
 
 pub use params::{ContextParams, FlashAttention, KvCacheType, Pooling};
 
@@ -73,6 +75,8 @@ pub struct Context {
     embeddings: bool,
     /// Batch indices of the outputs of the last decode, in order.
     outputs: Vec<i32>,
+    /// Worker threads for every decode; dropped after `raw` is freed (see `Drop`).
+    _threads: ThreadPool,
 }
 
 // SAFETY: a llama_context is used by one thread at a time (every method takes `&mut self`
@@ -94,7 +98,7 @@ impl std::fmt::Debug for Context {
 impl Drop for Context {
     fn drop(&mut self) {
         // SAFETY: `raw` came from llama_init_from_model and is freed exactly once, before
-        // the Arc<Model> field is dropped.
+        // the fields it uses (the Arc<Model>, the thread pool) are dropped.
         unsafe { sys::llama_free(self.raw.as_ptr()) };
     }
 }
@@ -112,7 +116,8 @@ impl Context {
     /// # Errors
     ///
     /// [`Error::VocabOnly`] for a vocabulary-only model, [`Error::InvalidParameter`] for
-    /// out-of-range sizes or threads, [`Error::ContextCreate`] when llama.cpp refuses.
+    /// out-of-range sizes or threads, [`Error::ContextCreate`] when llama.cpp refuses,
+    /// [`Error::ThreadPool`] when its worker threads cannot start.
     pub fn new(model: &Arc<Model>, params: &ContextParams) -> Result<Context> {
         if model.is_vocab_only() {
             return Err(Error::VocabOnly {
@@ -155,6 +160,21 @@ impl Context {
             }
         }
         let ptr = raw.as_ptr();
+        let threads = match ThreadPool::new(
+            raw_params.n_threads.max(raw_params.n_threads_batch),
+            params.thread_poll,
+        ) {
+            Ok(threads) => threads,
+            Err(err) => {
+                // SAFETY: `raw` is valid and not yet owned by a Context.
+                unsafe { sys::llama_free(ptr) };
+                return Err(err);
+            }
+        };
+        // SAFETY: both pointers are valid; the pool outlives the context (field order and
+        // Context's Drop), and one pool of max(n_threads, n_threads_batch) serves both kinds
+        // of decode (ggml uses as many of its threads as the decode asks for).
+        unsafe { sys::llama_attach_threadpool(ptr, threads.as_ptr(), threads.as_ptr()) };
         // SAFETY: `ptr` is a valid context; plain getters.
         let (n_ctx, n_batch, n_ubatch, n_seq_max) = unsafe {
             (
@@ -174,6 +194,7 @@ impl Context {
             n_seq_max,
             embeddings: raw_params.embeddings,
             outputs: Vec::new(),
+            _threads: threads,
         })
     }
 

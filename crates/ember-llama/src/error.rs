@@ -54,6 +54,12 @@ pub enum Error {
         /// Requested batch size.
         n_batch: u32,
     },
+    /// ggml could not start the context's CPU worker threads.
+    #[error("ggml could not start a thread pool of {n_threads} threads: lower the thread count or raise the process's thread limit")]
+    ThreadPool {
+        /// Requested threads.
+        n_threads: i32,
+    },
     /// The model was loaded with `vocab_only` and has no weights.
     #[error("the model was loaded vocabulary-only: {what} needs the weights")]
     VocabOnly {

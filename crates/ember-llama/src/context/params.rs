@@ -70,7 +70,11 @@ pub enum Pooling {
 pub struct ContextParams {
     pub(crate) raw: sys::llama_context_params,
     pub(crate) pooling: Pooling,
+    pub(crate) thread_poll: u32,
 }
+
+/// llama.cpp's default polling level (its tools' `--poll 50`).
+const DEFAULT_THREAD_POLL: u32 = 50;
 
 // SAFETY: the raw struct's pointers (callbacks, samplers, ctx_other) are null in every
 // ContextParams (no builder sets them), so moving it across threads shares nothing.
@@ -85,6 +89,7 @@ impl Default for ContextParams {
         ContextParams {
             raw,
             pooling: Pooling::Model,
+            thread_poll: DEFAULT_THREAD_POLL,
         }
     }
 }
@@ -160,6 +165,21 @@ impl ContextParams {
     #[must_use]
     pub fn with_threads_batch(mut self, threads: i32) -> Self {
         self.raw.n_threads_batch = threads;
+        self
+    }
+
+    /// How long the context's idle worker threads spin waiting for the next decode before
+    /// they sleep, 0 to 100 (higher values are capped at 100). 50, llama.cpp's default, gives
+    /// the fastest token generation; 0 sleeps at once, which costs the least CPU when a
+    /// context sits idle or many contexts share few cores.
+    ///
+    /// ```
+    /// let params = ember_llama::ContextParams::default().with_thread_poll(0);
+    /// assert_eq!(params.thread_poll(), 0);
+    /// ```
+    #[must_use]
+    pub fn with_thread_poll(mut self, level: u32) -> Self {
+        self.thread_poll = level.min(100);
         self
     }
 
@@ -258,6 +278,10 @@ impl ContextParams {
     /// Prompt-processing threads.
     pub fn threads_batch(&self) -> i32 {
         self.raw.n_threads_batch
+    }
+    /// Polling level of idle worker threads (see [`ContextParams::with_thread_poll`]).
+    pub fn thread_poll(&self) -> u32 {
+        self.thread_poll
     }
     /// Flash attention policy.
     pub fn flash_attention(&self) -> FlashAttention {
