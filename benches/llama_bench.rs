@@ -1,5 +1,5 @@
-//! Run with: `build-support/bench-llama` (which builds this with `cargo build --release
-//! --bench llama_bench` and runs it against upstream `llama-bench`).
+//! Run with: `build-support/bench` (which builds this with `cargo build --release --bench
+//! llama_bench`, per backend, and runs it against upstream `llama-bench`).
 //!
 //! The wrapper's equivalent of upstream `llama-bench`'s pp and tg tests, through the safe
 //! `ember::llama` API: `pp` decodes `-p` random tokens in batches of `-b`; `tg` decodes `-n`
@@ -67,6 +67,9 @@ struct Args {
     /// Repetitions.
     #[arg(short, default_value_t = 5)]
     reps: usize,
+    /// Layers offloaded to the GPU backend (llama-bench's `-ngl`); 0 on the CPU backend.
+    #[arg(long = "ngl", default_value_t = 0)]
+    gpu_layers: i32,
 }
 
 fn main() -> ExitCode {
@@ -96,9 +99,20 @@ impl Lcg {
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
+    if args.gpu_layers > 0 {
+        ember::llama::backend::init();
+        // SAFETY: plain query of the backend registry, after llama_backend_init (init above).
+        let gpu = unsafe { ember::llama_sys::llama_supports_gpu_offload() };
+        anyhow::ensure!(
+            gpu,
+            "--ngl {} but this build sees no GPU device (without a GPU, Vulkan runs on lavapipe \
+             with GGML_VK_VISIBLE_DEVICES=0)",
+            args.gpu_layers
+        );
+    }
     let model = Arc::new(Model::load(
         &args.model,
-        &ModelParams::default().with_gpu_layers(0),
+        &ModelParams::default().with_gpu_layers(args.gpu_layers),
     )?);
     let (n_prompt, n_gen) = match args.test {
         Test::Pp => (args.n_prompt, 0),
@@ -195,7 +209,7 @@ fn no_model_given() -> bool {
         a == "-m" || a == "--model" || a.starts_with("--model=") || a == "-h" || a == "--help"
     });
     if !given {
-        eprintln!("nothing to run without --model: use build-support/bench-llama");
+        eprintln!("nothing to run without --model: use build-support/bench");
     }
     !given
 }

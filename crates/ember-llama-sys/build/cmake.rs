@@ -73,6 +73,38 @@ fn options(tree: &Tree, selection: &Selection) -> Result<Vec<(String, String)>, 
         if let Some(archs) = env::var(env::CUDA_ARCHITECTURES) {
             options.push(("CMAKE_CUDA_ARCHITECTURES".into(), archs));
         }
+        // A toolkit outside PATH (build-support/setup-cuda's vendor/cuda): CMake must find the
+        // same nvcc and libraries that link.rs links.
+        if let Some(root) = env::var(env::CUDA_PATH) {
+            let nvcc = PathBuf::from(&root).join("bin").join("nvcc");
+            if !nvcc.is_file() {
+                return Err(format!(
+                    "{}={root}: no bin/nvcc there. Point it at a CUDA toolkit root, or run \
+                     build-support/setup-cuda, which installs one into vendor/cuda.",
+                    env::CUDA_PATH
+                ));
+            }
+            options.push(("CUDAToolkit_ROOT".into(), root));
+            options.push(("CMAKE_CUDA_COMPILER".into(), nvcc.display().to_string()));
+        }
+    }
+    if selection.vulkan {
+        // Vulkan headers newer than the host's (build-support/fetch-vulkan-headers); the
+        // loader library is still the host's.
+        if let Some(dir) = env::var(env::VULKAN_INCLUDE_DIR) {
+            if !PathBuf::from(&dir)
+                .join("vulkan")
+                .join("vulkan.hpp")
+                .is_file()
+            {
+                return Err(format!(
+                    "{}={dir}: no vulkan/vulkan.hpp there. Point it at the folder that holds \
+                     vulkan/ (build-support/fetch-vulkan-headers prints it).",
+                    env::VULKAN_INCLUDE_DIR
+                ));
+            }
+            options.push(("Vulkan_INCLUDE_DIR".into(), dir));
+        }
     }
     if selection.blas {
         let vendor = env::var(env::BLAS_VENDOR).unwrap_or_else(|| "OpenBLAS".into());

@@ -83,19 +83,30 @@ fn find_static_lib(build_dir: &Path, name: &str, hint: &str) -> Result<PathBuf, 
 fn backend_runtimes(selection: &Selection) -> Result<(), String> {
     if selection.cuda {
         let root = env::var(env::CUDA_PATH).unwrap_or_else(|| "/usr/local/cuda".into());
+        let mut dirs = Vec::new();
         for sub in ["lib64", "lib", "lib64/stubs", "lib/stubs"] {
             let dir = Path::new(&root).join(sub);
             if dir.is_dir() {
                 println!("cargo:rustc-link-search=native={}", dir.display());
+                dirs.push(dir);
             }
         }
-        for lib in [
-            "cublas_static",
-            "cublasLt_static",
-            "cudart_static",
-            "culibos",
-        ] {
-            println!("cargo:rustc-link-lib=static={lib}");
+        let has = |file: &str| dirs.iter().any(|d| d.join(file).is_file());
+        // A full toolkit ships static cuBLAS; NVIDIA's PyPI wheels (build-support/setup-cuda)
+        // ship only the shared libraries, which then must be found at run time too.
+        if has("libcublas_static.a") {
+            for lib in ["cublas_static", "cublasLt_static"] {
+                println!("cargo:rustc-link-lib=static={lib}");
+            }
+        } else {
+            for lib in ["cublas", "cublasLt"] {
+                println!("cargo:rustc-link-lib=dylib={lib}");
+            }
+        }
+        println!("cargo:rustc-link-lib=static=cudart_static");
+        // Static cuBLAS needs culibos; CUDA 13 no longer ships it.
+        if has("libculibos.a") {
+            println!("cargo:rustc-link-lib=static=culibos");
         }
         println!("cargo:rustc-link-lib=dylib=cuda");
         for lib in ["dl", "rt", "pthread"] {

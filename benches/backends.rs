@@ -1,0 +1,229 @@
+//! Criterion benchmarks of the safe API on the backend this build enables.
+//!
+//! Run: `EMBER_TEST_MODEL=models/gemma-3-270m-q4_k_m.gguf cargo bench --bench backends`
+//! (CPU), then the same with `--features vulkan` (or `cuda`, `hip`, `metal`) in the same
+//! target dir: every id starts with the backend (`cpu/tg128`, `vulkan/tg128`), so the runs
+//! sit side by side in one report, `target/criterion/report/index.html`.
+//!
+//! Benchmarks: `load_mmap` (model load, mmap), `pp512` (one 512-token batch), `tg128` (128
+//! single-token decodes), `embed16` (16 short texts through an embeddings context) and the
+//! sampler chains `sample_greedy` and `sample_chain` (penalties, top-k, top-p, min-p,
+//! temperature, dist) on fixed logits. Throughputs are in tokens (texts for `embed16`), so the
+//! report shows tokens/s.
+//!
+//! Environment: EMBER_TEST_MODEL (the GGUF; without it this prints how to run and exits 0),
+//! EMBER_BENCH_THREADS (default: all CPUs), EMBER_BENCH_GPU_LAYERS (default: 0 on cpu, all
+//! layers on a GPU backend). `cargo test --all-targets` runs each benchmark once as a check.
+
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use criterion::{criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput};
+use ember::llama::{
+    Batch, Context, ContextParams, FlashAttention, Model, ModelParams, Pooling, SamplerBuilder,
+    Token,
+};
+
+const PP: usize = 512;
+const TG: usize = 128;
+const EMBED_TEXTS: usize = 16;
+
+/// The backend compiled in; a build enables at most one GPU backend for benchmarking.
+fn backend() -> &'static str {
+    if cfg!(feature = "cuda") {
+        "cuda"
+    } else if cfg!(feature = "vulkan") {
+        "vulkan"
+    } else if cfg!(feature = "hip") {
+        "hip"
+    } else if cfg!(feature = "metal") {
+        "metal"
+    } else {
+        "cpu"
+    }
+}
+
+struct Setup {
+    path: PathBuf,
+    model_params: ModelParams,
+    threads: i32,
+}
+
+fn setup() -> Option<Setup> {
+    let Some(path) = std::env::var_os("EMBER_TEST_MODEL").map(PathBuf::from) else {
+        eprintln!(
+            "benches/backends.rs: nothing to run without a model. Run:\n  \
+             EMBER_TEST_MODEL=models/gemma-3-270m-q4_k_m.gguf cargo bench --bench backends \
+             [--features vulkan|cuda]\n(build-support/fetch-model downloads the test model)"
+        );
+        return None;
+    };
+    let threads = env_number("EMBER_BENCH_THREADS")
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as i32));
+    let gpu_layers =
+        env_number("EMBER_BENCH_GPU_LAYERS").unwrap_or(if backend() == "cpu" { 0 } else { 999 });
+    if gpu_layers > 0 {
+        ember::llama::backend::init();
+        // SAFETY: plain query of the backend registry, after llama_backend_init (init above).
+        let gpu = unsafe { ember::llama_sys::llama_supports_gpu_offload() };
+        assert!(
+            gpu,
+            "the {} build sees no GPU device, so its ids would name a backend that is not used. \
+             Without a GPU, Vulkan runs on lavapipe with \
+             VK_ICD_FILENAMES=/usr/share/vulkan/icd.d/lvp_icd.x86_64.json GGML_VK_VISIBLE_DEVICES=0; \
+             or set EMBER_BENCH_GPU_LAYERS=0",
+            backend()
+        );
+    }
+    Some(Setup {
+        path,
+        model_params: ModelParams::default().with_gpu_layers(gpu_layers),
+        threads,
+    })
+}
+
+fn env_number(name: &str) -> Option<i32> {
+    let value = std::env::var(name).ok()?;
+    match value.parse() {
+        Ok(n) => Some(n),
+        Err(_) => panic!("{name}={value}: expected a whole number"),
+    }
+}
+
+fn load(path: &Path, params: &ModelParams) -> Arc<Model> {
+    match Model::load(path, params) {
+        Ok(model) => Arc::new(model),
+        Err(err) => panic!("loading {}: {err}", path.display()),
+    }
+}
+
+/// llama-bench's token source is `rand() % n_vocab`; any fixed pseudo-random ids will do.
+struct Lcg(u64);
+
+impl Lcg {
+    fn token(&mut self, n_vocab: i32) -> Token {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        Token(((self.0 >> 33) % n_vocab as u64) as i32)
+    }
+}
+
+fn benches(c: &mut Criterion) {
+    let Some(setup) = setup() else { return };
+    let backend = backend();
+    let model = load(&setup.path, &setup.model_params);
+    let n_vocab = model.n_vocab();
+    let params = ContextParams::default()
+        .with_n_batch(PP as u32)
+        .with_n_ubatch(PP as u32)
+        .with_threads(setup.threads)
+        .with_flash_attention(FlashAttention::Auto);
+    let id = |name: &str| BenchmarkId::new(backend, name);
+
+    // Model load: page-cache warm after the load above, so this is mmap + tensor setup (and
+    // the upload to the GPU on a GPU backend).
+    let mut group = c.benchmark_group("load");
+    group.sample_size(10).sampling_mode(SamplingMode::Flat);
+    group.bench_function(id("load_mmap"), |b| {
+        b.iter(|| load(&setup.path, &setup.model_params.clone().with_mmap(true)))
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("decode");
+    group
+        .sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .measurement_time(Duration::from_secs(20));
+
+    // pp512: one batch of 512 tokens into an empty KV cache.
+    let mut ctx = Context::new(&model, &params.clone().with_n_ctx(PP as u32)).expect("context");
+    let mut rng = Lcg(42);
+    let mut batch = Batch::new(PP, 1);
+    for pos in 0..PP {
+        batch
+            .add(rng.token(n_vocab), pos as i32, &[0], pos + 1 == PP)
+            .expect("batch");
+    }
+    group.throughput(Throughput::Elements(PP as u64));
+    group.bench_function(id("pp512"), |b| {
+        b.iter(|| {
+            ctx.clear_kv();
+            ctx.decode(&batch).expect("decode");
+        })
+    });
+
+    // tg128: 128 single-token decodes, each attending to the ones before.
+    let mut ctx = Context::new(&model, &params.clone().with_n_ctx(TG as u32)).expect("context");
+    let tokens: Vec<Token> = (0..TG).map(|_| rng.token(n_vocab)).collect();
+    let mut one = Batch::new(1, 1);
+    group.throughput(Throughput::Elements(TG as u64));
+    group.bench_function(id("tg128"), |b| {
+        b.iter(|| {
+            ctx.clear_kv();
+            for (pos, token) in tokens.iter().enumerate() {
+                one.clear();
+                one.add(*token, pos as i32, &[0], true).expect("batch");
+                ctx.decode(&one).expect("decode");
+            }
+        })
+    });
+    group.finish();
+
+    // Embeddings: 16 short texts, mean-pooled, one sequence at a time.
+    let texts: Vec<String> = (0..EMBED_TEXTS)
+        .map(|i| format!("Sentence number {i} about benchmarks, backends and tokens per second."))
+        .collect();
+    let mut embed_ctx = Context::new(
+        &model,
+        &params
+            .clone()
+            .with_n_ctx(PP as u32)
+            .with_embeddings(true)
+            .with_pooling(Pooling::Mean),
+    )
+    .expect("embeddings context");
+    let mut group = c.benchmark_group("embeddings");
+    group
+        .sample_size(10)
+        .throughput(Throughput::Elements(EMBED_TEXTS as u64));
+    group.bench_function(id("embed16"), |b| {
+        b.iter(|| black_box(embed_ctx.embed(&texts).expect("embed")))
+    });
+    group.finish();
+
+    // Sampler chains on the fixed logits of one decode: the per-token cost sampling adds.
+    let mut ctx = Context::new(&model, &params.clone().with_n_ctx(PP as u32)).expect("context");
+    ctx.decode(&batch).expect("decode");
+    let mut group = c.benchmark_group("sampler");
+    group.throughput(Throughput::Elements(1));
+    let chains = [
+        ("sample_greedy", SamplerBuilder::greedy()),
+        (
+            "sample_chain",
+            SamplerBuilder::new()
+                .penalties(64, 1.1, 0.0, 0.0)
+                .top_k(40)
+                .top_p(0.95, 1)
+                .min_p(0.05, 1)
+                .temperature(0.8)
+                .seeded(7),
+        ),
+    ];
+    for (name, builder) in chains {
+        let mut sampler = builder.build(&model).expect("sampler");
+        group.bench_function(id(name), |b| {
+            b.iter(|| black_box(sampler.sample(&ctx, -1).expect("sample")))
+        });
+    }
+    group.finish();
+}
+
+// In a private module: the `pub fn` that criterion_group! defines needs no docs there.
+mod group {
+    criterion::criterion_group!(backends, super::benches);
+}
+criterion_main!(group::backends);
