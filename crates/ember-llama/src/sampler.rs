@@ -158,7 +158,10 @@ impl SamplerBuilder {
     }
 
     /// Constrains output to a GBNF grammar starting at rule `root` (usually `"root"`).
-    /// Put it before the selecting stage.
+    ///
+    /// Grammar stages always run first in the built chain, whatever the call order: a stage
+    /// that narrows the candidates before the grammar (top-k, top-p, ...) can leave none the
+    /// grammar accepts, and llama.cpp then throws a C++ exception that aborts the process.
     pub fn grammar(mut self, gbnf: &str, root: &str) -> Self {
         self.stages.push(Stage::Grammar {
             gbnf: gbnf.to_string(),
@@ -204,7 +207,12 @@ impl SamplerBuilder {
             raw: chain,
             model: Arc::clone(model),
         };
-        for stage in &self.stages {
+        // Grammar stages first (see `grammar`), the others in the order given.
+        let (grammars, others): (Vec<&Stage>, Vec<&Stage>) = self
+            .stages
+            .iter()
+            .partition(|stage| matches!(stage, Stage::Grammar { .. }));
+        for stage in grammars.into_iter().chain(others) {
             let raw = stage_raw(stage, model)?;
             // SAFETY: `raw` is a new, non-null sampler; the chain takes ownership of it.
             unsafe { sys::llama_sampler_chain_add(sampler.raw.as_ptr(), raw.as_ptr()) };

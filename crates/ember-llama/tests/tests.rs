@@ -364,6 +364,23 @@ ws     ::= " "?
             value["name"].is_string() && value["age"].is_u64(),
             "{value}"
         );
+
+        // Top-k given before the grammar: the builder still runs the grammar first, so the
+        // candidate set is never emptied (llama.cpp would throw and abort) and the answer
+        // is the same greedy one.
+        let mut sampler = SamplerBuilder::new()
+            .top_k(1)
+            .grammar(grammar, "root")
+            .select_greedy()
+            .build(&model)
+            .unwrap();
+        ctx.clear_kv();
+        let again = ctx
+            .generate(&mut sampler, "A person described as JSON:\n", &options)
+            .unwrap()
+            .collect_text()
+            .unwrap();
+        assert_eq!(again, text);
     }
 
     #[test]
