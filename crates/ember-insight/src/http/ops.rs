@@ -31,6 +31,10 @@ pub fn not_ready(state: &AppState) -> Option<String> {
                 .unwrap_or_else(|| "telemetry is not running yet".into()),
         );
     }
+    // /processes answers from the first table sample: ready means it can answer.
+    if t.table.is_none() {
+        return Some("the process table is not sampled yet".into());
+    }
     match state.model_state() {
         ModelState::Loading(p) => Some(format!("model {} is loading", p.display())),
         ModelState::Failed { path, error } => {
@@ -40,7 +44,8 @@ pub fn not_ready(state: &AppState) -> Option<String> {
     }
 }
 
-/// `GET /readyz`: 200 once telemetry runs and the model, if configured, is loaded; else 503
+/// `GET /readyz`: 200 once telemetry runs (with a first process table sample) and the model,
+/// if configured, is loaded; else 503
 /// with the reason.
 pub async fn readyz(State(state): State<AppState>) -> Response {
     match not_ready(&state) {
