@@ -35,27 +35,12 @@ async fn streamed_chat_equals_the_plain_answer() {
     d.wait_ready(Duration::from_secs(120)).await;
     let client = reqwest::Client::new();
 
-    let models: Value = client
-        .get(d.url("/v1/models"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let models: Value = d.get_json("/v1/models").await;
     assert_eq!(models["object"], "list");
     assert_eq!(models["data"][0]["id"], "gemma-3-270m-q4_k_m", "{models}");
     assert_eq!(models["data"][0]["object"], "model");
 
-    let plain: Value = client
-        .post(d.url("/v1/chat/completions"))
-        .json(&chat_body(false))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let plain: Value = d.post_json("/v1/chat/completions", &chat_body(false)).await;
     assert_eq!(plain["object"], "chat.completion", "{plain}");
     let answer = plain["choices"][0]["message"]["content"]
         .as_str()
@@ -136,29 +121,23 @@ async fn completions_and_embeddings() {
     );
     d.wait_ready(Duration::from_secs(120)).await;
     let client = reqwest::Client::new();
-    let r: Value = client
-        .post(d.url("/v1/completions"))
-        .json(&json!({"prompt": "The capital of France is", "max_tokens": 6, "temperature": 0}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r: Value = d
+        .post_json(
+            "/v1/completions",
+            &json!({"prompt": "The capital of France is", "max_tokens": 6, "temperature": 0}),
+        )
+        .await;
     assert_eq!(r["object"], "text_completion", "{r}");
     assert!(!r["choices"][0]["text"].as_str().unwrap().is_empty(), "{r}");
     assert_eq!(r["usage"]["completion_tokens"].as_u64().unwrap(), 6);
     assert_eq!(r["choices"][0]["finish_reason"], "length");
 
-    let e: Value = client
-        .post(d.url("/v1/embeddings"))
-        .json(&json!({"input": ["a cat sat on the mat", "stocks fell sharply"]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let e: Value = d
+        .post_json(
+            "/v1/embeddings",
+            &json!({"input": ["a cat sat on the mat", "stocks fell sharply"]}),
+        )
+        .await;
     let data = e["data"].as_array().unwrap();
     assert_eq!(data.len(), 2, "{e}");
     let v: Vec<f64> = data[0]["embedding"]

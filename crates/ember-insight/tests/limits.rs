@@ -145,14 +145,7 @@ async fn sixty_four_clients_get_answers_or_429() {
     eprintln!("64 clients: {ok} answered, {busy} got 429");
     assert_eq!(ok + busy, 64);
     assert!(ok >= 2 && busy > 0, "{ok} answered, {busy} refused");
-    let m = client
-        .get(d.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = d.get_text("/metrics").await;
     let rejected = common::metric(
         &m,
         "insightd_generations_rejected_total{endpoint=\"completions\"}",
@@ -188,18 +181,11 @@ async fn disconnect_mid_stream_cancels_the_generation() {
         None,
     );
     d.wait_ready(Duration::from_secs(120)).await;
-    let client = reqwest::Client::new();
-    let metrics = || async {
-        client
-            .get(d.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    };
-    let before = common::metric(&metrics().await, "insightd_generations_cancelled_total").unwrap();
+    let before = common::metric(
+        &d.get_text("/metrics").await,
+        "insightd_generations_cancelled_total",
+    )
+    .unwrap();
     assert_eq!(before, 0.0);
     let stream_client = reqwest::Client::new();
     let resp = stream_client
@@ -223,7 +209,11 @@ async fn disconnect_mid_stream_cancels_the_generation() {
     drop(stream_client);
     let start = Instant::now();
     let after = loop {
-        let v = common::metric(&metrics().await, "insightd_generations_cancelled_total").unwrap();
+        let v = common::metric(
+            &d.get_text("/metrics").await,
+            "insightd_generations_cancelled_total",
+        )
+        .unwrap();
         if v > before {
             break v;
         }
@@ -234,7 +224,7 @@ async fn disconnect_mid_stream_cancels_the_generation() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(after, 1.0);
-    let m = metrics().await;
+    let m = d.get_text("/metrics").await;
     let tokens = common::metric(&m, "insightd_generated_tokens_total").unwrap();
     assert!(
         tokens < 400.0,

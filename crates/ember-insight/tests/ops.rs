@@ -44,14 +44,7 @@ async fn healthz_at_once_readyz_after_the_model_loads() {
     eprintln!("first /readyz: {}", first.status());
     assert!(first.status() == 200 || first.status() == 503);
     d.wait_ready(Duration::from_secs(120)).await;
-    let status: serde_json::Value = client
-        .get(d.url("/status"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status: serde_json::Value = d.get_json("/status").await;
     assert_eq!(status["model"]["state"], "ready", "{status}");
     assert_eq!(status["ready"], true);
     assert_eq!(status["version"], env!("CARGO_PKG_VERSION"));
@@ -62,23 +55,9 @@ async fn healthz_at_once_readyz_after_the_model_loads() {
     }
     // The process table knows the test itself.
     let me = std::process::id();
-    let p: serde_json::Value = client
-        .get(d.url(&format!("/processes/{me}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let p: serde_json::Value = d.get_json(&format!("/processes/{me}")).await;
     assert_eq!(p["pid"], me, "{p}");
-    let list: serde_json::Value = client
-        .get(d.url("/processes?sort=rss&limit=5"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: serde_json::Value = d.get_json("/processes?sort=rss&limit=5").await;
     assert_eq!(list["processes"].as_array().unwrap().len(), 5);
     assert_eq!(
         client
@@ -89,14 +68,7 @@ async fn healthz_at_once_readyz_after_the_model_loads() {
             .status(),
         404
     );
-    let v: serde_json::Value = client
-        .get(d.url("/version"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v: serde_json::Value = d.get_json("/version").await;
     assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
     // Graceful shutdown on SIGTERM.
     let exit = d.stop();

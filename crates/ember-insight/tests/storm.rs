@@ -99,21 +99,13 @@ async fn fork_storm_raises_an_alert_and_an_insight() {
         eprintln!("skipped: fork events need BPF (run as root)");
         return;
     }
-    let client = reqwest::Client::new();
     let dir = tempfile::tempdir().unwrap();
     let storm = Storm::start(dir.path());
     let storm_pid = storm.0.id();
 
     let start = Instant::now();
     let alert = loop {
-        let alerts: Value = client
-            .get(d.url("/alerts"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let alerts: Value = d.get_json("/alerts").await;
         let found = alerts["alerts"]
             .as_array()
             .unwrap()
@@ -140,14 +132,7 @@ async fn fork_storm_raises_an_alert_and_an_insight() {
 
     let start = Instant::now();
     let insight = loop {
-        let list: Value = client
-            .get(d.url("/insights"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let list: Value = d.get_json("/insights").await;
         let found = list["insights"]
             .as_array()
             .unwrap()
@@ -189,14 +174,7 @@ async fn fork_storm_raises_an_alert_and_an_insight() {
         "the insight does not name {STORM}: {text}"
     );
     // Repeats merge into the alert instead of raising new ones.
-    let alerts: Value = client
-        .get(d.url("/alerts"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let alerts: Value = d.get_json("/alerts").await;
     let same: Vec<&Value> = alerts["alerts"]
         .as_array()
         .unwrap()
@@ -204,14 +182,7 @@ async fn fork_storm_raises_an_alert_and_an_insight() {
         .filter(|a| a["rule"] == "fork_rate" && a["subject"]["pid"] == storm_pid)
         .collect();
     assert_eq!(same.len(), 1, "{alerts}");
-    let m = client
-        .get(d.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = d.get_text("/metrics").await;
     assert!(common::metric(&m, "insightd_alerts_total{rule=\"fork_rate\"}").unwrap() >= 1.0);
     assert!(common::metric(&m, "insightd_insights_total").unwrap() >= 1.0);
 }

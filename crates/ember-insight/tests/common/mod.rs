@@ -111,6 +111,29 @@ impl Daemon {
         format!("{}{path}", self.base)
     }
 
+    /// GETs `path` and parses its body as JSON, whatever the status.
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        let resp = reqwest::get(self.url(path)).await.unwrap();
+        resp.json().await.unwrap()
+    }
+
+    /// GETs `path` and returns its body, whatever the status.
+    pub async fn get_text(&self, path: &str) -> String {
+        let resp = reqwest::get(self.url(path)).await.unwrap();
+        resp.text().await.unwrap()
+    }
+
+    /// POSTs `body` as JSON to `path` and parses the answer as JSON, whatever the status.
+    pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> serde_json::Value {
+        let resp = reqwest::Client::new()
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        resp.json().await.unwrap()
+    }
+
     pub fn log_contains(&self, needle: &str) -> bool {
         self.log.lock().unwrap().iter().any(|l| l.contains(needle))
     }
