@@ -42,29 +42,9 @@ pub fn render(shared: &Shared, watched: Duration, insight_errors: &[String]) -> 
         );
         let mut procs: Vec<&Process> = table.iter().filter(|p| p.is_running()).collect();
         procs.sort_by(|a, b| b.cpu_percent.total_cmp(&a.cpu_percent));
-        let _ = writeln!(out, "\ntop CPU:");
-        for p in procs.iter().take(5) {
-            let _ = writeln!(
-                out,
-                "  {:>7}  {:<16} {:>6.1} %  {:>8.1} MB",
-                p.pid,
-                p.comm,
-                p.cpu_percent,
-                p.rss_bytes as f64 / 1e6
-            );
-        }
+        write_top(&mut out, "\ntop CPU:", &procs);
         procs.sort_by_key(|p| std::cmp::Reverse(p.rss_bytes));
-        let _ = writeln!(out, "top RSS:");
-        for p in procs.iter().take(5) {
-            let _ = writeln!(
-                out,
-                "  {:>7}  {:<16} {:>6.1} %  {:>8.1} MB",
-                p.pid,
-                p.comm,
-                p.cpu_percent,
-                p.rss_bytes as f64 / 1e6
-            );
-        }
+        write_top(&mut out, "top RSS:", &procs);
     } else {
         let _ = writeln!(
             out,
@@ -124,4 +104,19 @@ pub fn render(shared: &Shared, watched: Duration, insight_errors: &[String]) -> 
         }
     }
     out
+}
+
+/// `title`, then the first five of `procs`: pid, command, CPU % and RSS.
+fn write_top(out: &mut String, title: &str, procs: &[&Process]) {
+    let _ = writeln!(out, "{title}");
+    for p in procs.iter().take(5) {
+        let _ = writeln!(
+            out,
+            "  {:>7}  {:<16} {:>6.1} %  {:>8.1} MB",
+            p.pid,
+            p.comm,
+            p.cpu_percent,
+            p.rss_bytes as f64 / 1e6
+        );
+    }
 }
