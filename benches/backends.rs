@@ -20,6 +20,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+mod common;
+
+use common::Lcg;
 use criterion::{criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput};
 use ember::llama::{
     Batch, Context, ContextParams, FlashAttention, Model, ModelParams, Pooling, SamplerBuilder,
@@ -96,19 +99,6 @@ fn load(path: &Path, params: &ModelParams) -> Arc<Model> {
     match Model::load(path, params) {
         Ok(model) => Arc::new(model),
         Err(err) => panic!("loading {}: {err}", path.display()),
-    }
-}
-
-/// llama-bench's token source is `rand() % n_vocab`; any fixed pseudo-random ids will do.
-struct Lcg(u64);
-
-impl Lcg {
-    fn token(&mut self, n_vocab: i32) -> Token {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        Token(((self.0 >> 33) % n_vocab as u64) as i32)
     }
 }
 

@@ -13,8 +13,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
+mod common;
+
 use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
+use common::Lcg;
 use ember::llama::{
     Batch, Context, ContextParams, FlashAttention, GenerateOptions, Model, ModelParams,
     SamplerBuilder, Token,
@@ -82,19 +85,6 @@ fn main() -> ExitCode {
             eprintln!("error: {err:#}");
             ExitCode::FAILURE
         }
-    }
-}
-
-/// llama-bench's token source is `rand() % n_vocab`; any fixed pseudo-random ids will do.
-struct Lcg(u64);
-
-impl Lcg {
-    fn token(&mut self, n_vocab: i32) -> Token {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        Token(((self.0 >> 33) % n_vocab as u64) as i32)
     }
 }
 
