@@ -39,12 +39,26 @@ pub struct Cli {
     /// Probe mode: auto (BPF, else /proc), bpf or procfs.
     #[arg(long, value_enum)]
     pub probe_mode: Option<ProbeMode>,
+    /// Refuse to start when any enabled probe cannot attach (by default such a probe is
+    /// reported down in /status and /metrics, and the others run).
+    #[arg(long)]
+    pub require_all_probes: bool,
+    /// Test hook: attach this probe (e.g. oom) to a tracepoint that does not exist, so that
+    /// it fails as on a kernel without its tracepoint.
+    #[arg(long, value_name = "PROBE", hide = true)]
+    pub test_fail_probe: Option<String>,
     /// Run telemetry and rules for --duration, print a report and exit.
     #[arg(long)]
     pub once: bool,
     /// How long --once watches (e.g. 10s, 500ms, 2m).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub duration: Duration,
+}
+
+/// The probe names, for error messages.
+fn probe_names() -> String {
+    let names: Vec<_> = ember_probes::Probe::ALL.iter().map(|p| p.name()).collect();
+    names.join(", ")
 }
 
 /// Parses `10s`, `500ms`, `2m` or a bare number of seconds.
@@ -141,6 +155,14 @@ pub struct ProbeConfig {
     pub channel_capacity: usize,
     /// How often rules are evaluated and the process table is sampled, in milliseconds.
     pub tick_ms: u64,
+    /// Refuse to start when any enabled probe cannot attach (`--require-all-probes`).
+    pub require_all: bool,
+    /// Probes to leave off, by name (`exec`, `fork`, `exit`, `oom`, `run_queue`), e.g. one
+    /// this kernel lacks.
+    pub disable: Vec<String>,
+    /// Test hook (`--test-fail-probe`): the probe to attach to a missing tracepoint.
+    #[serde(skip)]
+    pub test_fail: Option<ember_probes::Probe>,
 }
 
 impl Default for ProbeConfig {
@@ -153,6 +175,9 @@ impl Default for ProbeConfig {
             ring_buffer_bytes: 1 << 20,
             channel_capacity: 8192,
             tick_ms: 1000,
+            require_all: false,
+            disable: Vec::new(),
+            test_fail: None,
         }
     }
 }
@@ -388,6 +413,18 @@ impl Config {
         if let Some(mode) = cli.probe_mode {
             config.probes.mode = mode;
         }
+        if cli.require_all_probes {
+            config.probes.require_all = true;
+        }
+        if let Some(name) = &cli.test_fail_probe {
+            let probe = ember_probes::Probe::from_name(name).with_context(|| {
+                format!(
+                    "--test-fail-probe {name}: no such probe (one of {})",
+                    probe_names()
+                )
+            })?;
+            config.probes.test_fail = Some(probe);
+        }
         config.validate()?;
         Ok(config)
     }
@@ -411,6 +448,14 @@ impl Config {
         }
         if self.limits.sse_queue == 0 || self.limits.body_bytes == 0 {
             bail!("limits.sse_queue and limits.body_bytes must be at least 1");
+        }
+        for name in &self.probes.disable {
+            if ember_probes::Probe::from_name(name).is_none() {
+                bail!(
+                    "probes.disable: no probe {name:?} (one of {})",
+                    probe_names()
+                );
+            }
         }
         if self.probes.tick_ms == 0 {
             bail!("probes.tick_ms must be at least 1");

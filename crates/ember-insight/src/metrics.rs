@@ -17,6 +17,13 @@ pub struct RuleLabel {
     pub rule: String,
 }
 
+/// Label of per-probe metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProbeLabel {
+    /// The probe name (`exec`, `oom`, `run_queue`, ...).
+    pub probe: String,
+}
+
 /// Label of per-endpoint metrics.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct EndpointLabel {
@@ -67,6 +74,8 @@ pub struct Metrics {
     pub fork_rate: Gauge<f64, AtomicU64>,
     /// 1 when the probes run as BPF, 0 under `/proc` polling.
     pub probe_bpf: Gauge,
+    /// Per enabled probe: 1 attached, 0 down (the reason is in `/status`).
+    pub probe_up: Family<ProbeLabel, Gauge>,
     /// 1 once a model is loaded.
     pub model_loaded: Gauge,
 }
@@ -97,6 +106,7 @@ impl Metrics {
             processes: Gauge::default(),
             fork_rate: Gauge::default(),
             probe_bpf: Gauge::default(),
+            probe_up: Family::default(),
             model_loaded: Gauge::default(),
         };
         let info = Family::<Vec<(String, String)>, Gauge>::default();
@@ -186,6 +196,11 @@ impl Metrics {
             "probe_bpf",
             "1 when telemetry comes from BPF, 0 under /proc polling",
             m.probe_bpf.clone(),
+        );
+        registry.register(
+            "probe_up",
+            "Per enabled probe: 1 attached, 0 down (the reason is in /status)",
+            m.probe_up.clone(),
         );
         registry.register(
             "model_loaded",

@@ -25,6 +25,11 @@ pub fn render(shared: &Shared, watched: Duration, insight_errors: &[String]) -> 
             .map(|r| format!(" ({r})"))
             .unwrap_or_default()
     );
+    for p in &t.probes {
+        if let Some(reason) = p.reason() {
+            let _ = writeln!(out, "probe down: {} ({reason})", p.probe);
+        }
+    }
     let _ = writeln!(
         out,
         "events:    {} received, {} lost in the ring buffer, {} lost in the channel",

@@ -32,6 +32,8 @@ pub struct TelemetrySnapshot {
     pub fallback_reason: Option<String>,
     /// Why telemetry stopped, when it did.
     pub error: Option<String>,
+    /// Each probe and its state (all off under `/proc` polling).
+    pub probes: Vec<ember_probes::ProbeStatus>,
     /// Probe counters.
     pub stats: Stats,
     /// The process table (after the first tick).

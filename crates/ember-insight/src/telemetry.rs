@@ -53,15 +53,29 @@ pub fn start(
     Ok(thread)
 }
 
+/// The tracepoint `--test-fail-probe` attaches its probe to: no kernel has it.
+const MISSING_TRACEPOINT: &str = "insightd_test_missing_tracepoint";
+
 fn builder(shared: &Shared, mode: Mode) -> Builder {
     let p = &shared.config.probes;
-    Builder::new()
+    let builder = Builder::new()
         .mode(mode)
         .run_queue_latency(p.run_queue_latency)
         .ring_buffer_size(p.ring_buffer_bytes)
         .channel_capacity(p.channel_capacity)
         .sample_interval(Duration::from_millis(p.tick_ms))
         .exited_retention(Duration::from_secs(10), 4096)
+        .require_all_probes(p.require_all);
+    // Names were checked by Config::validate.
+    let builder = p
+        .disable
+        .iter()
+        .filter_map(|name| ember_probes::Probe::from_name(name))
+        .fold(builder, Builder::disable);
+    match p.test_fail {
+        Some(probe) => builder.retarget(probe, MISSING_TRACEPOINT),
+        None => builder,
+    }
 }
 
 fn open_probes(shared: &Shared) -> anyhow::Result<(Handle, Option<String>)> {
@@ -74,6 +88,12 @@ fn open_probes(shared: &Shared) -> anyhow::Result<(Handle, Option<String>)> {
     }
     match builder(shared, Mode::Bpf).start() {
         Ok(handle) => Ok((handle, None)),
+        // A required probe that is down is not "BPF unavailable": never fall back for it.
+        Err(e @ ember_probes::Error::ProbeDown { probe, .. }) => Err(e).context(format!(
+            "cannot start the BPF probes with --require-all-probes (probes.require_all): \
+             leave {probe} off with probes.disable = [\"{probe}\"] in the config, or start \
+             without --require-all-probes to run with it down"
+        )),
         Err(e) if mode == ProbeMode::Auto => {
             let reason = format!("BPF unavailable: {e}");
             log::warn!(
@@ -104,11 +124,28 @@ fn run(
             .unwrap_or_default()
     );
     shared.metrics.probe_bpf.set(i64::from(bpf));
+    for status in handle.probes() {
+        match status.reason() {
+            Some(reason) => log::warn!("probe {} is down: {reason}", status.probe),
+            None => log::debug!("probe {} is {}", status.probe, status.state_name()),
+        }
+        // Off probes get no series: `insightd_probe_up` covers what was asked for.
+        if status.state != ember_probes::ProbeState::Off {
+            shared
+                .metrics
+                .probe_up
+                .get_or_create(&crate::metrics::ProbeLabel {
+                    probe: status.probe.name().to_string(),
+                })
+                .set(i64::from(status.state == ember_probes::ProbeState::Up));
+        }
+    }
     {
         let mut t = shared.telemetry.write().unwrap_or_else(|e| e.into_inner());
         t.running = true;
         t.mode = Some(mode);
         t.fallback_reason = fallback;
+        t.probes = handle.probes().to_vec();
     }
     let tick = Duration::from_millis(shared.config.probes.tick_ms);
     let mut engine = Engine::new(shared.config.rules.clone());

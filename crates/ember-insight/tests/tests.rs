@@ -8,4 +8,5 @@ mod common;
 mod api;
 mod limits;
 mod ops;
+mod probes;
 mod storm;

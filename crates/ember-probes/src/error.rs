@@ -43,6 +43,15 @@ pub enum Error {
         /// libbpf's error and the last lines of its log.
         message: String,
     },
+    /// A probe could not be loaded or attached, and
+    /// [`Builder::require_all_probes`](crate::Builder::require_all_probes) asks for all of them.
+    #[error("probe {probe} is down: {reason}")]
+    ProbeDown {
+        /// The probe.
+        probe: crate::Probe,
+        /// What failed and what would fix it.
+        reason: String,
+    },
     /// Reading a BPF map failed.
     #[error("reading BPF map {map} failed: {message}")]
     Map {

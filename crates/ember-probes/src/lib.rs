@@ -17,9 +17,11 @@
 //!
 //! # How it works
 //!
-//! The programs (`src/bpf/probes.bpf.c`) use raw tracepoints, plus the classic `oom:mark_victim`
-//! tracepoint, and read kernel structures with CO-RE, so one build loads on any kernel from 5.8
-//! with BTF (`/sys/kernel/btf/vmlinux`). Records go through one BPF ring buffer. A wakeup of the
+//! The programs (`src/bpf/probes.bpf.c`) use raw tracepoints only, which attach by name and need
+//! no tracefs, and read kernel structures with CO-RE, so one build loads on any kernel from 5.8
+//! with BTF (`/sys/kernel/btf/vmlinux`). Each [`Probe`] attaches on its own: one the kernel
+//! refuses is reported [`ProbeState::Down`] by [`Handle::probes`], with the reason, and the
+//! others run ([`Builder::require_all_probes`] makes that an error instead). Records go through one BPF ring buffer. A wakeup of the
 //! reader per record costs about 20 µs of kernel time in a VM, so records are submitted with
 //! `BPF_RB_NO_WAKEUP`; a record that finds the unread data at or above a threshold
 //! ([`Builder::wakeup_threshold`]) wakes the reader, once until it has read again, and the reader
@@ -67,6 +69,7 @@ mod skel {
 pub mod error;
 pub mod event;
 pub mod events;
+mod probe;
 mod probes;
 mod procfs;
 mod sys;
@@ -78,5 +81,6 @@ pub use event::{
     Event, ExecEvent, ExecFailedEvent, ExitEvent, ExitStatus, ForkEvent, OomEvent, TcpEvent,
 };
 pub use events::{Events, RecvError, RecvTimeoutError, TryRecvError};
+pub use probe::{Probe, ProbeState, ProbeStatus};
 pub use probes::{Builder, Handle, Histogram, HistogramKind, Mode, Stats};
 pub use table::{Process, ProcessExit, ProcessTable, Source};

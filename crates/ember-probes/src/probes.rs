@@ -17,6 +17,7 @@ use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, RingBufferBuilder};
 use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::events::{self, BatchSender, Events};
+use crate::probe::{attach_hint, Probe, ProbeState, ProbeStatus};
 use crate::skel::{ProbesSkel, ProbesSkelBuilder};
 use crate::sys;
 use crate::table::ProcessTable;
@@ -102,7 +103,8 @@ pub struct Stats {
 /// Chooses probes and settings; [`start`](Builder::start) loads and attaches them.
 ///
 /// Defaults: process lifecycle (exec, fork, exit) and OOM kills on; TCP, run-queue and block I/O
-/// off; 8 MiB ring buffer, wakeup at 256 KiB unread, 10 ms poll timer, a channel of 65 536 events.
+/// off; 8 MiB ring buffer, wakeup at 256 KiB unread, 10 ms poll timer, a channel of 65 536 events;
+/// a probe the kernel refuses is reported down while the others run.
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct Builder {
@@ -122,6 +124,9 @@ pub struct Builder {
     retention: Duration,
     max_exited: usize,
     proc_root: PathBuf,
+    require_all: bool,
+    retarget: Vec<(Probe, String)>,
+    disabled: Vec<Probe>,
 }
 
 impl Default for Builder {
@@ -143,6 +148,9 @@ impl Default for Builder {
             retention: Duration::from_secs(60),
             max_exited: 16_384,
             proc_root: PathBuf::from("/proc"),
+            require_all: false,
+            retarget: Vec::new(),
+            disabled: Vec::new(),
         }
     }
 }
@@ -171,9 +179,10 @@ impl Builder {
         self
     }
 
-    /// [`Event::ExecFailed`] for each `execve` that returns an error (off by default). Uses the
-    /// classic `syscalls:sys_enter_execve`/`sys_exit_execve` tracepoints, so it needs tracefs
-    /// (like [`oom`](Builder::oom)) and adds two programs to every `execve`.
+    /// [`Event::ExecFailed`] for each `execve`/`execveat` that returns an error (off by default).
+    /// Its program runs on the exit of every system call (`raw_syscalls:sys_exit`, which turns
+    /// on the kernel's syscall-tracing path for all tasks) and returns at once unless the call
+    /// failed.
     pub fn failed_execs(mut self, on: bool) -> Self {
         self.failed_execs = on;
         self
@@ -245,6 +254,47 @@ impl Builder {
         self
     }
 
+    /// Whether every enabled probe must load and attach (default `false`): with `true`, one the
+    /// kernel refuses makes [`start`](Builder::start) fail with [`Error::ProbeDown`]; with
+    /// `false` it is reported down by [`Handle::probes`] and the others run.
+    pub fn require_all_probes(mut self, on: bool) -> Self {
+        self.require_all = on;
+        self
+    }
+
+    /// Switches one probe off, whatever the other settings say (e.g. [`Probe::Oom`] on a
+    /// kernel without `oom:mark_victim`). Off, exec, fork or exit leave the process table
+    /// without their events.
+    pub fn disable(mut self, probe: Probe) -> Self {
+        self.disabled.push(probe);
+        self
+    }
+
+    /// Attaches `probe`'s programs to the raw tracepoint `tracepoint` instead of their own. A
+    /// test hook: a name the kernel does not have makes the probe fail as it would on a kernel
+    /// without its tracepoint.
+    #[doc(hidden)]
+    pub fn retarget(mut self, probe: Probe, tracepoint: impl Into<String>) -> Self {
+        self.retarget.push((probe, tracepoint.into()));
+        self
+    }
+
+    /// The probes this builder switches on.
+    fn enabled(&self) -> Vec<Probe> {
+        Probe::ALL
+            .into_iter()
+            .filter(|p| match p {
+                Probe::Exec | Probe::Fork | Probe::Exit => self.process,
+                Probe::ExecFailed => self.failed_execs,
+                Probe::Oom => self.oom,
+                Probe::Tcp => self.tcp,
+                Probe::RunQueue => self.runq,
+                Probe::BlockIo => self.block,
+            })
+            .filter(|p| !self.disabled.contains(p))
+            .collect()
+    }
+
     fn validate(&self) -> Result<()> {
         let page = crate::event::page_size();
         if !self.ring_bytes.is_power_of_two() || u64::from(self.ring_bytes) < page {
@@ -313,10 +363,11 @@ impl Builder {
             })
             .map_err(Error::Thread)?;
         match ready_rx.recv() {
-            Ok(Ok(maps)) => Ok(Handle {
+            Ok(Ok(Started { maps, probes })) => Ok(Handle {
                 rx,
                 shared,
                 maps,
+                probes,
                 mode,
                 stopper,
                 thread: Some(thread),
@@ -356,11 +407,18 @@ struct Maps {
     hists: MapHandle,
 }
 
+/// What the poller thread hands back once it runs.
+struct Started {
+    maps: Option<Maps>,
+    probes: Vec<ProbeStatus>,
+}
+
 /// Running probes. Dropping it (or [`stop`](Handle::stop)) detaches the programs.
 pub struct Handle {
     rx: Events,
     shared: Arc<Shared>,
     maps: Option<Maps>,
+    probes: Vec<ProbeStatus>,
     mode: Mode,
     stopper: Stopper,
     thread: Option<JoinHandle<Result<()>>>,
@@ -384,6 +442,12 @@ impl Handle {
     /// The mode the probes run in.
     pub fn mode(&self) -> Mode {
         self.mode
+    }
+
+    /// Every [`Probe`], in [`Probe::ALL`] order, with its state: up, down (with the reason), or
+    /// off (not enabled, or procfs mode).
+    pub fn probes(&self) -> &[ProbeStatus] {
+        &self.probes
     }
 
     /// A copy of the process table as it is now.
@@ -483,10 +547,12 @@ fn load_error(err: &libbpf_rs::Error) -> Error {
     }
 }
 
-type Ready = Sender<Result<Option<Maps>>>;
+type Ready = Sender<Result<Started>>;
 
+/// Opens the object and loads the programs of the probes in `on`.
 fn open_and_load<'obj>(
     cfg: &Builder,
+    on: &[Probe],
     storage: &'obj mut MaybeUninit<libbpf_rs::OpenObject>,
 ) -> Result<ProbesSkel<'obj>> {
     let mut open = ProbesSkelBuilder::default()
@@ -499,20 +565,124 @@ fn open_and_load<'obj>(
     if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
         rodata.wakeup_bytes = cfg.wakeup_bytes;
     }
-    let progs = &mut open.progs;
-    progs.handle_exec.set_autoload(cfg.process);
-    progs.handle_fork.set_autoload(cfg.process);
-    progs.handle_exit.set_autoload(cfg.process);
-    progs.handle_oom.set_autoload(cfg.oom);
-    progs.handle_execve_enter.set_autoload(cfg.failed_execs);
-    progs.handle_execve_exit.set_autoload(cfg.failed_execs);
-    progs.handle_set_state.set_autoload(cfg.tcp);
-    progs.handle_wakeup.set_autoload(cfg.runq);
-    progs.handle_wakeup_new.set_autoload(cfg.runq);
-    progs.handle_switch.set_autoload(cfg.runq);
-    progs.handle_rq_issue.set_autoload(cfg.block);
-    progs.handle_rq_complete.set_autoload(cfg.block);
+    for mut prog in open.open_object_mut().progs_mut() {
+        let name = prog.name().to_string_lossy().into_owned();
+        let wanted = Probe::of_program(&name).is_some_and(|p| on.contains(&p));
+        prog.set_autoload(wanted);
+    }
     open.load().map_err(|e| load_error(&e))
+}
+
+/// The program libbpf's log names as the one that failed to load (verifier refusal, CO-RE
+/// relocation failure), from its `prog 'NAME': ...` lines, newest first.
+fn failed_program(message: &str) -> Option<Probe> {
+    message.lines().rev().find_map(|line| {
+        let rest = &line[line.find("prog '")? + "prog '".len()..];
+        Probe::of_program(&rest[..rest.find('\'')?])
+    })
+}
+
+/// A down probe, or the error that stops the start when every probe is required.
+fn probe_down(cfg: &Builder, probe: Probe, reason: String) -> Result<ProbeState> {
+    if cfg.require_all {
+        return Err(Error::ProbeDown {
+            probe,
+            reason: format!(
+                "{reason}\n(every probe is required: switch {probe} off, or allow probes to be \
+                 down)"
+            ),
+        });
+    }
+    Ok(ProbeState::Down { reason })
+}
+
+/// Loads the enabled probes; a probe whose program fails to load is marked down and the rest
+/// are loaded again without it (libbpf loads an object all or nothing).
+fn load_probes<'obj>(
+    cfg: &Builder,
+    states: &mut [ProbeStatus],
+    storages: &'obj mut [MaybeUninit<libbpf_rs::OpenObject>],
+) -> Result<ProbesSkel<'obj>> {
+    // One storage per attempt: an object that failed to load stays in its (never dropped)
+    // slot, as libbpf-rs leaves it; at most one attempt per probe.
+    for storage in storages.iter_mut() {
+        let on: Vec<Probe> = states
+            .iter()
+            .filter(|s| s.state == ProbeState::Up)
+            .map(|s| s.probe)
+            .collect();
+        sys::clear_libbpf_log();
+        let err = match open_and_load(cfg, &on, storage) {
+            Ok(skel) => return Ok(skel),
+            Err(err) => err,
+        };
+        let Error::Load { message } = &err else {
+            return Err(err);
+        };
+        let Some(probe) = failed_program(message).filter(|p| on.contains(p)) else {
+            return Err(err);
+        };
+        let program = probe.programs()[0].0;
+        let reason = format!("loading {program} failed: {message}");
+        let state = probe_down(cfg, probe, reason)?;
+        if let Some(s) = states.iter_mut().find(|s| s.probe == probe) {
+            s.state = state;
+        }
+    }
+    Err(Error::Poller("no probe could be loaded".into()))
+}
+
+/// Attaches each loaded probe's programs; a probe with a program that fails is detached again
+/// and marked down.
+fn attach_probes(
+    cfg: &Builder,
+    skel: &ProbesSkel<'_>,
+    states: &mut [ProbeStatus],
+) -> Result<Vec<Link>> {
+    let mut links = Vec::new();
+    for status in states.iter_mut().filter(|s| s.state == ProbeState::Up) {
+        let probe = status.probe;
+        let retarget = cfg
+            .retarget
+            .iter()
+            .rev()
+            .find(|(p, _)| *p == probe)
+            .map(|(_, tp)| tp.as_str());
+        let mut attached = Vec::new();
+        for (program, tracepoint) in probe.programs() {
+            let Some(prog) = skel
+                .object()
+                .progs_mut()
+                .find(|p| p.name().to_str() == Some(*program))
+            else {
+                return Err(Error::Poller(format!(
+                    "program {program} is not in the object"
+                )));
+            };
+            sys::clear_libbpf_log();
+            let tracepoint = retarget.unwrap_or(*tracepoint);
+            let result = match retarget {
+                Some(tp) => prog.attach_raw_tracepoint(tp),
+                None => prog.attach(),
+            };
+            match result {
+                Ok(link) => attached.push(link),
+                Err(err) => {
+                    let reason = format!(
+                        "attaching {program} to raw tracepoint {tracepoint} failed: {}; {}",
+                        sys::libbpf_message(&err),
+                        attach_hint(err.kind(), tracepoint)
+                    );
+                    // Detach what this probe attached so far: a probe is all or nothing.
+                    attached.clear();
+                    status.state = probe_down(cfg, probe, reason)?;
+                    break;
+                }
+            }
+        }
+        links.append(&mut attached);
+    }
+    Ok(links)
 }
 
 fn run_bpf(
@@ -523,47 +693,34 @@ fn run_bpf(
     ready: &Ready,
 ) -> Result<()> {
     sys::capture_libbpf_log();
-    sys::clear_libbpf_log();
-    let mut storage = MaybeUninit::uninit();
-    let skel = match open_and_load(cfg, &mut storage) {
+    let enabled = cfg.enabled();
+    let mut states: Vec<ProbeStatus> = Probe::ALL
+        .into_iter()
+        .map(|probe| ProbeStatus {
+            probe,
+            state: if enabled.contains(&probe) {
+                ProbeState::Up
+            } else {
+                ProbeState::Off
+            },
+        })
+        .collect();
+    let mut storages: Vec<MaybeUninit<libbpf_rs::OpenObject>> =
+        (0..=enabled.len()).map(|_| MaybeUninit::uninit()).collect();
+    let skel = match load_probes(cfg, &mut states, &mut storages) {
         Ok(skel) => skel,
         Err(err) => {
             let _ = ready.send(Err(err));
             return Ok(());
         }
     };
-    let mut links: Vec<Link> = Vec::new();
-    for prog in skel.object().progs_mut() {
-        if !prog.autoload() {
-            continue;
+    let links = match attach_probes(cfg, &skel, &mut states) {
+        Ok(links) => links,
+        Err(err) => {
+            let _ = ready.send(Err(err));
+            return Ok(());
         }
-        sys::clear_libbpf_log();
-        match prog.attach() {
-            Ok(link) => links.push(link),
-            Err(err) => {
-                let program = prog.name().to_string_lossy().into_owned();
-                let mut message = sys::libbpf_message(&err);
-                let classic = match program.as_str() {
-                    "handle_oom" => Some("oom:mark_victim is a classic tracepoint"),
-                    "handle_execve_enter" | "handle_execve_exit" => Some(
-                        "syscalls:sys_enter_execve and sys_exit_execve are classic tracepoints",
-                    ),
-                    _ => None,
-                };
-                if let Some(what) = classic.filter(|_| !sys::tracefs_mounted()) {
-                    message.insert_str(
-                        0,
-                        &format!(
-                            "{what} and tracefs is not mounted \
-                             (mount -t tracefs nodev /sys/kernel/tracing): "
-                        ),
-                    );
-                }
-                let _ = ready.send(Err(Error::Attach { program, message }));
-                return Ok(());
-            }
-        }
-    }
+    };
     let maps = (|| -> Result<Maps> {
         Ok(Maps {
             counters: MapHandle::try_from(&skel.maps.counters).map_err(|e| load_error(&e))?,
@@ -621,7 +778,10 @@ fn run_bpf(
         return Ok(());
     }
     shared.table().sample(true);
-    let _ = ready.send(Ok(Some(maps)));
+    let _ = ready.send(Ok(Started {
+        maps: Some(maps),
+        probes: states,
+    }));
 
     // The ring buffer is read on a forced wakeup (fill threshold), when the poll timer runs out,
     // and once more when stopping; /proc samples have their own timer and read no records.
@@ -708,7 +868,16 @@ fn run_procfs(cfg: &Builder, shared: &Shared, waiter: &Waiter, ready: &Ready) ->
         }));
         return Ok(());
     }
-    let _ = ready.send(Ok(None));
+    let _ = ready.send(Ok(Started {
+        maps: None,
+        probes: Probe::ALL
+            .into_iter()
+            .map(|probe| ProbeStatus {
+                probe,
+                state: ProbeState::Off,
+            })
+            .collect(),
+    }));
     let mut next = after(cfg.sample_interval);
     while !shared.stop.load(Ordering::Relaxed) {
         let woken = waiter
@@ -726,4 +895,45 @@ fn run_procfs(cfg: &Builder, shared: &Shared, waiter: &Waiter, ready: &Ready) ->
         next = Instant::now() + cfg.sample_interval;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_program_in_the_object_belongs_to_one_probe() {
+        // Opening parses the object; it needs no privileges (nothing is loaded).
+        let mut storage = MaybeUninit::uninit();
+        let open = ProbesSkelBuilder::default()
+            .open(&mut storage)
+            .expect("open the object");
+        let names: Vec<String> = open
+            .open_object()
+            .progs()
+            .map(|p| p.name().to_string_lossy().into_owned())
+            .collect();
+        assert!(!names.is_empty());
+        for name in &names {
+            assert!(Probe::of_program(name).is_some(), "{name} has no probe");
+        }
+        for probe in Probe::ALL {
+            for (program, _) in probe.programs() {
+                assert!(
+                    names.iter().any(|n| n == program),
+                    "{program} not in the object"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_failing_program_is_found_in_libbpf_s_log() {
+        let log = "libbpf: prog 'handle_oom': BPF program load failed: Invalid argument\n\
+                   libbpf: prog 'handle_oom': -- BEGIN PROG LOAD LOG --\nR1 type=ctx\n\
+                   libbpf: prog 'handle_oom': failed to load: -22\n";
+        assert_eq!(failed_program(log), Some(Probe::Oom));
+        assert_eq!(failed_program("libbpf: prog 'nope': failed"), None);
+        assert_eq!(failed_program("no program named"), None);
+    }
 }

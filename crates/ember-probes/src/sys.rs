@@ -124,16 +124,6 @@ fn kernel_release() -> String {
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
-/// Whether libbpf can find tracepoint ids (it looks in both places).
-pub(crate) fn tracefs_mounted() -> bool {
-    [
-        "/sys/kernel/tracing/events",
-        "/sys/kernel/debug/tracing/events",
-    ]
-    .iter()
-    .any(|p| Path::new(p).exists())
-}
-
 /// `"6.18.4-foo"` -> `(6, 18)`.
 fn parse_release(release: &str) -> Option<(u32, u32)> {
     let mut parts = release.split(|c: char| !c.is_ascii_digit());

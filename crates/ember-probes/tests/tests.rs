@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use ember_probes::{Builder, Error, Event, Handle};
+use ember_probes::{Builder, Error, Event, Handle, Probe, ProbeState};
 
 /// Upper bound for any wait on the kernel; the tests never assert on speed.
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -63,20 +63,6 @@ fn wait_for_table(
         assert!(Instant::now() < deadline, "table never showed {what}");
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-/// Classic tracepoints (`oom:mark_victim`, `syscalls:*_execve`): libbpf finds their ids in tracefs. Mounts tracefs
-/// where the host has not (a fresh VM often has not), as `mount -t tracefs` would by hand.
-fn ensure_tracefs() {
-    let dir = std::path::Path::new("/sys/kernel/tracing");
-    if dir.join("events").exists() || !dir.exists() {
-        return;
-    }
-    let status = std::process::Command::new("mount")
-        .args(["-t", "tracefs", "nodev"])
-        .arg(dir)
-        .status();
-    eprintln!("mounted tracefs at {}: {status:?}", dir.display());
 }
 
 mod lifecycle {
@@ -229,7 +215,6 @@ mod lifecycle {
 
     #[test]
     fn failed_execs_are_reported_with_their_errno() {
-        ensure_tracefs();
         let Some(handle) = start(Builder::new().oom(false).failed_execs(true)) else {
             return;
         };
@@ -608,7 +593,6 @@ mod oom {
 
     #[test]
     fn process_killed_in_a_small_memory_cgroup_is_reported_with_its_pid() {
-        ensure_tracefs();
         let Some(handle) = start(Builder::new().process(false)) else {
             return;
         };
@@ -723,5 +707,92 @@ mod histograms {
         }
         std::fs::remove_file(&path).expect("remove");
         handle.stop().expect("poller ran without error");
+    }
+}
+
+/// Every probe attaches without tracefs; one the kernel refuses is down while the others run.
+mod probe_states {
+    use std::process::Command;
+
+    use super::*;
+
+    const MISSING: &str = "ember_test_no_such_tracepoint";
+
+    #[test]
+    fn every_probe_attaches_without_tracefs() {
+        let tracefs = std::path::Path::new("/sys/kernel/tracing/events");
+        eprintln!("tracefs mounted: {}", tracefs.exists());
+        let builder = Builder::new()
+            .failed_execs(true)
+            .tcp(true)
+            .run_queue_latency(true)
+            .block_io_latency(true)
+            .require_all_probes(true);
+        let Some(handle) = start(builder) else { return };
+        let states: Vec<_> = handle
+            .probes()
+            .iter()
+            .map(|s| (s.probe, s.state.clone()))
+            .collect();
+        assert_eq!(states.len(), Probe::ALL.len());
+        for (probe, state) in &states {
+            assert_eq!(*state, ProbeState::Up, "{probe}: {state:?}");
+        }
+        handle.stop().expect("poller ran without error");
+    }
+
+    #[test]
+    fn a_probe_on_a_missing_tracepoint_is_down_and_the_others_run() {
+        let Some(handle) = start(Builder::new().retarget(Probe::Oom, MISSING)) else {
+            return;
+        };
+        let oom = handle
+            .probes()
+            .iter()
+            .find(|s| s.probe == Probe::Oom)
+            .expect("oom listed");
+        assert_eq!(oom.state_name(), "down");
+        let reason = oom.reason().expect("a reason");
+        assert!(reason.contains(MISSING), "{reason}");
+        assert!(reason.contains("handle_oom"), "{reason}");
+        assert!(reason.contains("switch the probe off"), "{reason}");
+        for s in handle.probes() {
+            match s.probe {
+                Probe::Oom => {}
+                Probe::Exec | Probe::Fork | Probe::Exit => assert_eq!(s.state, ProbeState::Up),
+                _ => assert_eq!(s.state, ProbeState::Off, "{s:?}"),
+            }
+        }
+        // The others still deliver events.
+        let mut child = Command::new("/bin/true").spawn().expect("spawn /bin/true");
+        let pid = child.id();
+        child.wait().expect("wait");
+        wait_for_event(&handle, "the exec of /bin/true", |ev| match ev {
+            Event::Exec(e) if e.pid == pid => Some(()),
+            _ => None,
+        });
+        handle.stop().expect("poller ran without error");
+    }
+
+    #[test]
+    fn with_every_probe_required_a_missing_tracepoint_fails_the_start_naming_it() {
+        let builder = Builder::new()
+            .retarget(Probe::Oom, MISSING)
+            .require_all_probes(true);
+        match builder.start() {
+            Err(Error::ProbeDown { probe, reason }) => {
+                assert_eq!(probe, Probe::Oom);
+                assert!(reason.contains(MISSING), "{reason}");
+                let text = Error::ProbeDown { probe, reason }.to_string();
+                assert!(text.starts_with("probe oom is down"), "{text}");
+            }
+            Err(
+                err @ (Error::MissingCapability { .. }
+                | Error::NoBtf { .. }
+                | Error::KernelTooOld { .. }),
+            ) if !require_bpf() => eprintln!("skipping: BPF unavailable here ({err})"),
+            Err(err) => panic!("expected ProbeDown, got {err}"),
+            Ok(_) => panic!("started with a probe on a missing tracepoint"),
+        }
     }
 }

@@ -113,6 +113,11 @@ pub async fn status(State(state): State<AppState>) -> Json<Value> {
             "runq_p99_us": t.runq_p99_us,
             "events_received": t.stats.received,
             "drops": {"ring_buffer": t.stats.ring_drops, "channel": t.stats.channel_drops},
+            "probes": t.probes.iter().map(|p| json!({
+                "name": p.probe.name(),
+                "state": p.state_name(),
+                "reason": p.reason(),
+            })).collect::<Vec<_>>(),
         },
         "model": model_status(&state),
         "alerts": {"kept": alerts_total, "active": alerts_active},

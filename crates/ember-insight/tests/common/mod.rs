@@ -64,6 +64,10 @@ impl Daemon {
         });
         let mut cmd = Command::new(BIN);
         cmd.arg("--bind").arg(bind).args(args);
+        // Where BPF must work, every probe must attach too: a probe down fails the test.
+        if args.windows(2).any(|w| w == ["--probe-mode", "bpf"]) {
+            cmd.arg("--require-all-probes");
+        }
         if let Some(f) = &config {
             cmd.arg("--config").arg(f.path());
         }

@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /* ember-probes: process lifecycle, OOM kills, TCP lifetimes, run-queue and block I/O latency.
  *
- * Raw tracepoints wherever the argument list has been stable for years (they need no tracefs
- * and cost less than classic tracepoints); the classic tracepoint for oom:mark_victim, whose raw
- * arguments changed in 6.8. Fields are read with CO-RE so one object loads on any kernel with BTF.
+ * Raw tracepoints only: they attach by name (bpf_raw_tracepoint_open), so they need no tracefs
+ * and no root, only CAP_BPF + CAP_PERFMON, and cost less than classic tracepoints. Fields are
+ * read with CO-RE so one object loads on any kernel with BTF; where a tracepoint's arguments
+ * changed (oom:mark_victim in 6.8), a load-time check picks the layout.
  *
  * Ring-buffer records are submitted with BPF_RB_NO_WAKEUP; a record that finds `wakeup_bytes` or
  * more unread wakes the consumer (once per read of the consumer), which otherwise polls on a short
@@ -237,55 +238,42 @@ int BPF_PROG(handle_exec, struct task_struct *p, pid_t old_pid, struct linux_bin
 
 /* ---- failed execs: sys_enter_execve keeps the arguments, sys_exit_execve reports failures ---- */
 
-struct exec_call {
-	const char *filename;
-	const char *const *argv;
-};
+/* x86-64 syscall numbers of execve and execveat. */
+#define NR_EXECVE 59
+#define NR_EXECVEAT 322
 
-/* Thread (pid_tgid) -> arguments of its execve in flight. LRU: an exec from a non-leader thread
- * returns under the leader's id and leaves its entry behind. */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 4096);
-	__type(key, __u64);
-	__type(value, struct exec_call);
-} exec_calls SEC(".maps");
-
-SEC("tracepoint/syscalls/sys_enter_execve")
-int handle_execve_enter(struct trace_event_raw_sys_enter *ctx)
+/* A failed execve returns to the caller with its registers, memory and argument strings as they
+ * were, so the exit of the syscall alone can report it: no entry program, no map. raw_syscalls
+ * sys_exit needs no tracefs (the per-syscall syscalls:sys_*_execve events do); it runs on every
+ * syscall exit, and returns after one compare for the ones that succeeded. */
+SEC("raw_tp/sys_exit")
+int BPF_PROG(handle_sys_exit, struct pt_regs *regs, long ret)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	struct exec_call call = {
-		.filename = (const char *)ctx->args[0],
-		.argv = (const char *const *)ctx->args[1],
-	};
-
-	/* Pointers only: the strings are read on the rare failure, not on every exec. */
-	bpf_map_update_elem(&exec_calls, &id, &call, BPF_ANY);
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_exit_execve")
-int handle_execve_exit(struct trace_event_raw_sys_exit *ctx)
-{
-	__u64 id = bpf_get_current_pid_tgid();
-	struct exec_call *call = bpf_map_lookup_elem(&exec_calls, &id);
 	struct exec_fail_event *e;
 	struct task_struct *task;
+	const char *const *argv;
+	const char *filename;
 	const char *arg;
 	__u32 off = 0;
-	long ret = ctx->ret;
-	long n;
+	long nr, n;
 	int i;
 
-	if (!call)
+	if (ret >= 0)
 		return 0;
-	if (ret >= 0) /* success: sched_process_exec has reported it */
-		goto out;
+	nr = BPF_CORE_READ(regs, orig_ax);
+	if (nr == NR_EXECVE) {
+		filename = (const char *)BPF_CORE_READ(regs, di);
+		argv = (const char *const *)BPF_CORE_READ(regs, si);
+	} else if (nr == NR_EXECVEAT) {
+		filename = (const char *)BPF_CORE_READ(regs, si);
+		argv = (const char *const *)BPF_CORE_READ(regs, dx);
+	} else {
+		return 0;
+	}
 	e = reserve(sizeof(*e));
 	if (!e)
-		goto out;
-	header(&e->hdr, EVENT_EXEC_FAIL, id >> 32);
+		return 0;
+	header(&e->hdr, EVENT_EXEC_FAIL, bpf_get_current_pid_tgid() >> 32);
 	task = (struct task_struct *)bpf_get_current_task();
 	e->ppid = BPF_CORE_READ(task, real_parent, tgid);
 	e->uid = (__u32)bpf_get_current_uid_gid();
@@ -293,10 +281,10 @@ int handle_execve_exit(struct trace_event_raw_sys_exit *ctx)
 	e->truncated = 0;
 	e->_pad = 0;
 	bpf_get_current_comm(&e->comm, sizeof(e->comm));
-	if (bpf_probe_read_user_str(e->filename, sizeof(e->filename), call->filename) < 0)
+	if (bpf_probe_read_user_str(e->filename, sizeof(e->filename), filename) < 0)
 		e->filename[0] = 0;
 	for (i = 0; i < FAIL_ARGS; i++) {
-		if (bpf_probe_read_user(&arg, sizeof(arg), &call->argv[i]) || !arg)
+		if (bpf_probe_read_user(&arg, sizeof(arg), &argv[i]) || !arg)
 			break;
 		if (off >= ARGV_LEN) {
 			e->truncated = 1;
@@ -308,12 +296,10 @@ int handle_execve_exit(struct trace_event_raw_sys_exit *ctx)
 			break;
 		off += n;
 	}
-	if (i == FAIL_ARGS && bpf_probe_read_user(&arg, sizeof(arg), &call->argv[i]) == 0 && arg)
+	if (i == FAIL_ARGS && bpf_probe_read_user(&arg, sizeof(arg), &argv[i]) == 0 && arg)
 		e->truncated = 1;
 	e->args_len = off;
 	submit(e);
-out:
-	bpf_map_delete_elem(&exec_calls, &id);
 	return 0;
 }
 
@@ -424,16 +410,21 @@ int BPF_PROG(handle_exit, struct task_struct *p)
 
 /* ---- OOM kills ---- */
 
-SEC("tracepoint/oom/mark_victim")
-int handle_oom(struct trace_event_raw_mark_victim *ctx)
+/* Linux 6.8 changed the raw arguments of oom:mark_victim from (int pid) to
+ * (struct task_struct *task, uid_t uid), in the commit that also added total_vm and the other
+ * fields to its classic record; that field's presence (resolved at load time) tells which. The
+ * raw tracepoint needs no tracefs. On 6.8+ the figures are read from the task as the classic
+ * event computes them; before it, only the pid is known. */
+SEC("raw_tp/mark_victim")
+int handle_oom(__u64 *ctx)
 {
+	struct task_struct *task;
 	struct oom_event *e;
-	unsigned int off;
+	struct mm_struct *mm;
 
 	e = reserve(sizeof(*e));
 	if (!e)
 		return 0;
-	header(&e->hdr, EVENT_OOM, ctx->pid);
 	e->trigger_pid = bpf_get_current_pid_tgid() >> 32;
 	e->_pad = 0;
 	e->uid = 0;
@@ -443,19 +434,22 @@ int handle_oom(struct trace_event_raw_mark_victim *ctx)
 	e->file_rss_pages = 0;
 	e->shmem_rss_pages = 0;
 	e->comm[0] = 0;
-	/* Fields added in 5.19 and 6.3: read them where the kernel has them. */
-	if (bpf_core_field_exists(ctx->total_vm)) {
-		e->total_vm_pages = BPF_CORE_READ(ctx, total_vm);
-		e->anon_rss_pages = BPF_CORE_READ(ctx, anon_rss);
-		e->file_rss_pages = BPF_CORE_READ(ctx, file_rss);
-		e->shmem_rss_pages = BPF_CORE_READ(ctx, shmem_rss);
-		e->uid = BPF_CORE_READ(ctx, uid);
-	}
-	if (bpf_core_field_exists(ctx->oom_score_adj))
-		e->oom_score_adj = BPF_CORE_READ(ctx, oom_score_adj);
-	if (bpf_core_field_exists(ctx->__data_loc_comm)) {
-		off = BPF_CORE_READ(ctx, __data_loc_comm) & 0xFFFF;
-		bpf_probe_read_kernel_str(e->comm, sizeof(e->comm), (void *)ctx + off);
+	if (bpf_core_field_exists(struct trace_event_raw_mark_victim, total_vm)) {
+		task = (struct task_struct *)ctx[0];
+		header(&e->hdr, EVENT_OOM, BPF_CORE_READ(task, pid));
+		e->uid = (__u32)ctx[1];
+		BPF_CORE_READ_STR_INTO(&e->comm, task, comm);
+		e->oom_score_adj = BPF_CORE_READ(task, signal, oom_score_adj);
+		mm = BPF_CORE_READ(task, mm);
+		if (mm) {
+			e->total_vm_pages = BPF_CORE_READ(mm, total_vm);
+			/* get_mm_counter(): the percpu counters' shared count, as the event reads it. */
+			e->file_rss_pages = BPF_CORE_READ(mm, rss_stat[MM_FILEPAGES].count);
+			e->anon_rss_pages = BPF_CORE_READ(mm, rss_stat[MM_ANONPAGES].count);
+			e->shmem_rss_pages = BPF_CORE_READ(mm, rss_stat[MM_SHMEMPAGES].count);
+		}
+	} else {
+		header(&e->hdr, EVENT_OOM, (__u32)ctx[0]);
 	}
 	submit(e);
 	return 0;
