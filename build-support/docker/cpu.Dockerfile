@@ -24,7 +24,7 @@ SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 RUN apt-get update \
     && apt-get install -y --no-install-recommends \
         cmake clang libclang-dev pkg-config file ccache \
-        autoconf autopoint flex bison gawk make python3-pip \
+        autoconf automake autopoint flex bison gawk make python3-pip libcap2-bin \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # build.rs never downloads: the project's fetch script brings the pinned llama.cpp tree (its

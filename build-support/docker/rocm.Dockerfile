@@ -27,7 +27,7 @@ SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 RUN apt-get update \
     && apt-get install -y --no-install-recommends \
         cmake clang libclang-dev pkg-config file ccache binutils \
-        autoconf autopoint flex bison gawk make python3-pip \
+        autoconf automake autopoint flex bison gawk make python3-pip libcap2-bin \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=rust /usr/local/cargo /usr/local/cargo
 COPY --from=rust /usr/local/rustup /usr/local/rustup

@@ -27,7 +27,7 @@ SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 RUN apt-get update \
     && apt-get install -y --no-install-recommends \
         build-essential cmake clang libclang-dev pkg-config file ccache \
-        autoconf autopoint flex bison gawk make python3-pip ca-certificates \
+        autoconf automake autopoint flex bison gawk make python3-pip libcap2-bin ca-certificates \
         libvulkan-dev glslc spirv-headers \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=rust /usr/local/cargo /usr/local/cargo
