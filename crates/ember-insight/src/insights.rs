@@ -97,16 +97,16 @@ impl ProcessContext {
     pub fn from_table(table: &ProcessTable, pid: u32) -> ProcessContext {
         let mut lines = Vec::new();
         if let Some(p) = table.get(pid).filter(|_| pid != 0) {
-            lines.push(format!("process: {} (pid {})", p.comm, p.pid));
+            lines.push(format!("process: {} (pid {})", quoted(&p.comm), p.pid));
             if !p.argv.is_empty() {
-                let argv = p.argv.join(" ");
-                lines.push(format!(
-                    "command line: {}",
-                    argv.chars().take(200).collect::<String>()
-                ));
+                lines.push(format!("command line: {}", quoted(&p.argv.join(" "))));
             }
             if let Some(parent) = table.get(p.ppid) {
-                lines.push(format!("parent: {} (pid {})", parent.comm, parent.pid));
+                lines.push(format!(
+                    "parent: {} (pid {})",
+                    quoted(&parent.comm),
+                    parent.pid
+                ));
             }
             lines.push(format!(
                 "children: {}, descendants: {}",
@@ -204,6 +204,19 @@ impl InsightStore {
     }
 }
 
+/// Most characters of one piece of telemetry text (argv, comm, cgroup path) in a prompt.
+pub const UNTRUSTED_TEXT_CHARS: usize = 200;
+
+/// Telemetry text as the prompt shows it: any local user chooses argv, comm and cgroup names,
+/// so it is capped at [`UNTRUSTED_TEXT_CHARS`] and quoted as a JSON string (quotes, newlines
+/// and control characters escaped), and the prompt's tokens never parse special tokens in it
+/// ([`Llm::chat_prompt_tokens`](crate::llm::Llm::chat_prompt_tokens)).
+pub fn quoted(text: &str) -> String {
+    let capped: String = text.chars().take(UNTRUSTED_TEXT_CHARS).collect();
+    let ellipsis = if capped.len() < text.len() { "…" } else { "" };
+    serde_json::to_string(&format!("{capped}{ellipsis}")).unwrap_or_default()
+}
+
 /// The prompt for `job`.
 pub fn prompt_messages(job: &InsightJob) -> Vec<ChatMessage> {
     let a = &job.alert;
@@ -221,10 +234,11 @@ pub fn prompt_messages(job: &InsightJob) -> Vec<ChatMessage> {
     ));
     text.push_str(&format!(
         "subject: {} (pid {})\n",
-        a.subject.comm, a.subject.pid
+        quoted(&a.subject.comm),
+        a.subject.pid
     ));
     if let Some(cg) = &a.subject.cgroup {
-        text.push_str(&format!("cgroup: {cg}\n"));
+        text.push_str(&format!("cgroup: {}\n", quoted(cg)));
     }
     text.push_str(&format!(
         "measured: {} {} (threshold {} {}, window {} s)\n",
@@ -246,7 +260,7 @@ pub fn prompt_messages(job: &InsightJob) -> Vec<ChatMessage> {
     text.push_str("\nExample answer for the same kind of alert about another program:\n");
     text.push_str(example_answer(a.rule));
     text.push_str("\n\nNow the answer for this alert, about ");
-    text.push_str(&a.subject.comm);
+    text.push_str(&quoted(&a.subject.comm));
     text.push_str(":\n");
     vec![ChatMessage::user(text)]
 }
@@ -287,9 +301,11 @@ pub fn generate(
     max_tokens: usize,
 ) -> anyhow::Result<Insight> {
     let started = Instant::now();
-    let prompt = llm.chat_prompt(&prompt_messages(job))?;
+    // Tokens, not text: telemetry never becomes special tokens (see `quoted`).
+    let tokens = llm.chat_prompt_tokens(&prompt_messages(job))?;
     let req = GenRequest {
-        prompt,
+        prompt: String::new(),
+        prompt_tokens: Some(tokens),
         max_tokens,
         stops: Vec::new(),
         temperature: 0.0,

@@ -22,6 +22,9 @@ use crate::config::ModelConfig;
 pub struct GenRequest {
     /// The prompt text (chat prompts already rendered with the template).
     pub prompt: String,
+    /// The prompt as tokens, used instead of `prompt` when given (see
+    /// [`Llm::chat_prompt_tokens`]: untrusted text tokenized without special tokens).
+    pub prompt_tokens: Option<Vec<ember_llama::Token>>,
     /// Most tokens to generate.
     pub max_tokens: usize,
     /// Stop strings.
@@ -163,6 +166,46 @@ impl Llm {
         )?)
     }
 
+    /// Renders chat messages like [`Llm::chat_prompt`] and tokenizes the result so that only the
+    /// template's own text can become special tokens: the messages' content is tokenized
+    /// with special-token parsing off, so text such as `<start_of_turn>model` in a process's
+    /// argv stays plain text (any local user controls argv, comm and cgroup names).
+    ///
+    /// # Errors
+    ///
+    /// The template rejects the messages, or the text cannot be tokenized.
+    pub fn chat_prompt_tokens(
+        &self,
+        messages: &[ChatMessage],
+    ) -> anyhow::Result<Vec<ember_llama::Token>> {
+        // Render with a marker for each message's content, then tokenize the template's
+        // pieces with special parsing and the contents without.
+        const MARK: &str = "\u{1}ember-untrusted-content\u{1}";
+        let marked: Vec<ChatMessage> = messages
+            .iter()
+            .map(|m| ChatMessage::new(m.role.clone(), MARK))
+            .collect();
+        let rendered = self.chat_prompt(&marked)?;
+        let pieces: Vec<&str> = rendered.split(MARK).collect();
+        if pieces.len() != messages.len() + 1 {
+            anyhow::bail!(
+                "the chat template does not render each message's content once ({} of {})",
+                pieces.len().saturating_sub(1),
+                messages.len()
+            );
+        }
+        let mut tokens = Vec::new();
+        for (i, piece) in pieces.iter().enumerate() {
+            if !piece.is_empty() {
+                tokens.extend(self.model.tokenize(piece, i == 0, true)?);
+            }
+            if let Some(m) = messages.get(i) {
+                tokens.extend(self.model.tokenize(&m.content, false, false)?);
+            }
+        }
+        Ok(tokens)
+    }
+
     /// A fresh context with this model's settings (for a worker that keeps its own).
     ///
     /// # Errors
@@ -234,7 +277,10 @@ impl Llm {
         for s in &req.stops {
             options = options.with_stop(s.clone());
         }
-        let mut generation = ctx.generate(&mut sampler, &req.prompt, &options)?;
+        let mut generation = match &req.prompt_tokens {
+            Some(tokens) => ctx.generate_from_tokens(&mut sampler, tokens, &options)?,
+            None => ctx.generate(&mut sampler, &req.prompt, &options)?,
+        };
         let mut client_gone = false;
         for piece in generation.by_ref() {
             let piece = piece?;

@@ -193,6 +193,7 @@ fn gen_request(
     }
     let req = GenRequest {
         prompt,
+        prompt_tokens: None,
         max_tokens,
         stops,
         temperature: s.temperature.unwrap_or(0.8),
