@@ -289,6 +289,16 @@ fn example_answer(rule: &str) -> &'static str {
     }
 }
 
+/// The prompt's tokens for `job`: the template's own text may become special tokens, the
+/// telemetry in the messages never does ([`Llm::chat_prompt_tokens`]).
+///
+/// # Errors
+///
+/// The template rejects the messages, or tokenizing fails.
+pub fn prompt_tokens(llm: &Llm, job: &InsightJob) -> anyhow::Result<Vec<ember_llama::Token>> {
+    llm.chat_prompt_tokens(&prompt_messages(job))
+}
+
 /// Generates the insight for `job` on `ctx` (blocking).
 ///
 /// # Errors
@@ -302,7 +312,7 @@ pub fn generate(
 ) -> anyhow::Result<Insight> {
     let started = Instant::now();
     // Tokens, not text: telemetry never becomes special tokens (see `quoted`).
-    let tokens = llm.chat_prompt_tokens(&prompt_messages(job))?;
+    let tokens = prompt_tokens(llm, job)?;
     let req = GenRequest {
         prompt: String::new(),
         prompt_tokens: Some(tokens),

@@ -74,6 +74,34 @@ pub struct Alert {
     last_seen_at: Instant,
 }
 
+impl Alert {
+    /// A new, active alert first seen now (what the rule engine makes of a first firing;
+    /// also for synthetic alerts, e.g. in tests).
+    pub fn new(
+        id: u64,
+        rule: &'static str,
+        severity: Severity,
+        subject: Subject,
+        evidence: Evidence,
+        message: String,
+    ) -> Alert {
+        let now = rfc3339(SystemTime::now());
+        Alert {
+            id,
+            rule,
+            severity,
+            subject,
+            evidence,
+            message,
+            first_seen: now.clone(),
+            last_seen: now,
+            count: 1,
+            active: true,
+            last_seen_at: Instant::now(),
+        }
+    }
+}
+
 /// The outcome of one firing.
 #[derive(Debug, Clone)]
 pub enum Fired {
@@ -123,19 +151,14 @@ impl AlertStore {
             }
         }
         self.next_id += 1;
-        let alert = Alert {
-            id: self.next_id,
-            rule: candidate.rule,
-            severity: candidate.severity,
-            subject: candidate.subject,
-            evidence: candidate.evidence,
-            message: candidate.message,
-            first_seen: rfc3339(now),
-            last_seen: rfc3339(now),
-            count: 1,
-            active: true,
-            last_seen_at: Instant::now(),
-        };
+        let alert = Alert::new(
+            self.next_id,
+            candidate.rule,
+            candidate.severity,
+            candidate.subject,
+            candidate.evidence,
+            candidate.message,
+        );
         self.active.insert(candidate.key, alert.id);
         self.alerts.push_back(alert.clone());
         while self.alerts.len() > keep.max(1) {

@@ -151,7 +151,7 @@ fn run(
     let mut engine = Engine::new(shared.config.rules.clone());
     let runq_on = bpf && shared.config.probes.run_queue_latency;
     let mut last_runq = None;
-    let mut next_tick = Instant::now() + tick;
+    let mut next_tick = crate::time::after(tick);
     let mut ticks = 0u64;
     let mut limit = RateLimit::new(shared.config.insights.min_interval_s);
     while !shared.stopping.load(Ordering::Relaxed) {
@@ -179,7 +179,7 @@ fn run(
             // Procfs mode has no events; its channel may report closed at once.
             Err(_) => std::thread::sleep(wait),
         }
-        next_tick = Instant::now() + tick;
+        next_tick = crate::time::after(tick);
         ticks += 1;
         let table = handle.table();
         let runq = if runq_on {

@@ -1,6 +1,15 @@
-//! RFC 3339 timestamps without a date-time dependency.
+//! Time helpers: RFC 3339 timestamps without a date-time dependency, and deadlines that cannot
+//! overflow.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// `now + d`, or a year from now where `d` is too long to represent: a huge configured
+/// interval must not overflow `Instant` (which panics).
+pub fn after(d: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d)
+        .unwrap_or_else(|| now + Duration::from_secs(365 * 86_400))
+}
 
 /// `2026-11-23T21:10:22.123Z` for `t` (UTC).
 pub fn rfc3339(t: SystemTime) -> String {

@@ -6,6 +6,8 @@
 mod common;
 
 mod api;
+mod errors;
+mod injection;
 mod limits;
 mod ops;
 mod probes;

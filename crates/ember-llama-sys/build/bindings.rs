@@ -11,6 +11,8 @@ const HEADERS: &[&str] = &[
     "ggml-cpu.h",
     "ggml-backend.h",
     "gguf.h",
+    // The exception barrier (shim/): what the safe crate calls instead of the throwing ones.
+    "ember_shim.h",
 ];
 
 pub fn generate(include_dirs: &[PathBuf]) -> Result<(), String> {
@@ -25,9 +27,10 @@ pub fn generate(include_dirs: &[PathBuf]) -> Result<(), String> {
     let builder = bindgen::Builder::default()
         .header_contents("ember_llama_wrapper.h", &wrapper)
         .clang_args(include_dirs.iter().map(|d| format!("-I{}", d.display())))
-        .allowlist_function("(llama|ggml|gguf)_.*")
+        .clang_arg(format!("-I{}", crate::shim::dir().display()))
+        .allowlist_function("(llama|ggml|gguf|ember)_.*")
         .allowlist_type("(llama|ggml|gguf)_.*")
-        .allowlist_var("(LLAMA|GGML|GGUF)_.*")
+        .allowlist_var("(LLAMA|GGML|GGUF|EMBER)_.*")
         // C enums stay integer constants: a value the C side adds later is not UB in Rust.
         .default_enum_style(bindgen::EnumVariation::Consts)
         .derive_default(true)

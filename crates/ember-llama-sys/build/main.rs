@@ -3,7 +3,8 @@
 //! 1. `system` feature        -> link an installed llama.cpp found by pkg-config.
 //! 2. otherwise               -> build the llama.cpp tree (LLAMA_CPP_SRC, the tree packaged in
 //!    this crate, or the workspace's vendor/llama.cpp) with CMake, statically.
-//! 3. in both cases           -> run bindgen over the headers into OUT_DIR.
+//! 3. in both cases           -> compile the exception barrier (shim/) against those headers,
+//!    and run bindgen over them into OUT_DIR.
 //!
 //! It never touches the network. Every environment variable it reads goes through
 //! [`env::var`], which declares it to Cargo.
@@ -13,6 +14,7 @@ mod cmake;
 mod env;
 mod features;
 mod link;
+mod shim;
 mod source;
 mod system;
 
@@ -40,10 +42,14 @@ fn run() -> Result<(), String> {
 
     let headers = if selection.system {
         // An installed llama.cpp decides its own backends; we only link it.
-        system::probe()?
+        let headers = system::probe()?;
+        shim::compile(&headers)?;
+        headers
     } else {
         let tree = source::locate()?;
         let built = cmake::build(&tree, &selection)?;
+        // Before the static libraries: the linker resolves the shim's references in them.
+        shim::compile(&tree.header_dirs())?;
         link::emit(&built, &selection)?;
         tree.header_dirs()
     };

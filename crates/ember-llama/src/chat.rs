@@ -109,18 +109,25 @@ pub fn apply_chat_template(
     };
     for _ in 0..2 {
         let cap = i32::try_from(buf.len()).unwrap_or(i32::MAX);
-        // SAFETY: `tmpl` and every message string are NUL-terminated and outlive the call;
-        // `raw` holds `raw.len()` messages; `buf` has `cap` writable bytes.
-        let n = unsafe {
-            sys::llama_chat_apply_template(
-                tmpl.as_ptr(),
-                raw.as_ptr(),
-                raw.len(),
-                add_assistant,
-                buf.as_mut_ptr().cast(),
-                cap,
-            )
-        };
+        let mut n = 0;
+        crate::barrier::guarded("llama_chat_apply_template", |err, len| {
+            // SAFETY: `tmpl` and every message string are NUL-terminated and outlive the
+            // call; `raw` holds `raw.len()` messages; `buf` has `cap` writable bytes; `n` and
+            // `err` (`len` bytes) are writable.
+            unsafe {
+                sys::ember_chat_apply_template(
+                    tmpl.as_ptr(),
+                    raw.as_ptr(),
+                    raw.len(),
+                    add_assistant,
+                    buf.as_mut_ptr().cast(),
+                    cap,
+                    &mut n,
+                    err,
+                    len,
+                )
+            }
+        })?;
         let n = usize::try_from(n).map_err(|_| failed())?;
         if n <= buf.len() {
             buf.truncate(n);

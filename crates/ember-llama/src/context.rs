@@ -131,8 +131,18 @@ impl Context {
                 reason: reason.into(),
             })
         };
-        if p.n_threads < 1 || p.n_threads_batch < 1 {
-            return invalid("threads", "must be at least 1");
+        // ggml asserts (aborts) on more than GGML_MAX_N_THREADS workers.
+        let max_threads = sys::GGML_MAX_N_THREADS as i32;
+        if !(1..=max_threads).contains(&p.n_threads)
+            || !(1..=max_threads).contains(&p.n_threads_batch)
+        {
+            return Err(Error::InvalidParameter {
+                name: "threads",
+                reason: format!(
+                    "{} and {} (batch): each must be 1..={max_threads} (GGML_MAX_N_THREADS)",
+                    p.n_threads, p.n_threads_batch
+                ),
+            });
         }
         if p.n_batch < 1 || p.n_ubatch < 1 {
             return invalid("n_batch/n_ubatch", "must be at least 1");
@@ -202,9 +212,13 @@ impl Context {
         model: &Arc<Model>,
         params: sys::llama_context_params,
     ) -> Result<std::ptr::NonNull<sys::llama_context>> {
-        // SAFETY: the model is valid and outlives the context (the Context keeps an Arc);
-        // the only pointer in `params` is the abort-callback data, kept alive by the caller.
-        let raw = unsafe { sys::llama_init_from_model(model.as_ptr(), params) };
+        let mut raw = std::ptr::null_mut();
+        crate::barrier::guarded("llama_init_from_model", |err, len| {
+            // SAFETY: the model is valid and outlives the context (the Context keeps an Arc);
+            // the only pointer in `params` is the abort-callback data, kept alive by the
+            // caller; `raw` and `err` (`len` bytes) are writable.
+            unsafe { sys::ember_init_from_model(model.as_ptr(), params, &mut raw, err, len) }
+        })?;
         std::ptr::NonNull::new(raw).ok_or(Error::ContextCreate {
             n_ctx: params.n_ctx,
             n_batch: params.n_batch,
@@ -311,9 +325,13 @@ impl Context {
             return Err(Error::Cancelled);
         }
         self.outputs.clear();
-        // SAFETY: the context is valid; the batch's arrays hold `n` checked entries and stay
-        // alive (borrowed) for the call; n <= n_batch as llama.cpp asserts.
-        let code = unsafe { sys::llama_decode(self.as_ptr(), batch.raw()) };
+        let mut code = 0;
+        crate::barrier::guarded("llama_decode", |err, len| {
+            // SAFETY: the context is valid; the batch's arrays hold `n` checked entries and
+            // stay alive (borrowed) for the call; n <= n_batch as llama.cpp asserts; `code`
+            // and `err` (`len` bytes) are writable.
+            unsafe { sys::ember_decode(self.as_ptr(), batch.raw(), &mut code, err, len) }
+        })?;
         match code {
             0 => {
                 self.outputs = outputs;

@@ -133,6 +133,16 @@ pub enum Error {
         /// llama.cpp's return code.
         code: i32,
     },
+    /// llama.cpp threw a C++ exception in `call` (caught by the barrier in ember-llama-sys):
+    /// for example a grammar that no candidate token satisfies. The context or sampler may
+    /// hold partial state: reset it (or make a new one) before using it again.
+    #[error("llama.cpp failed in {call}: {message}")]
+    Exception {
+        /// The llama.cpp function that threw.
+        call: &'static str,
+        /// The exception's message.
+        message: String,
+    },
     /// A sampler chain is not usable (for example, it selects no token).
     #[error("invalid sampler chain: {0}")]
     InvalidSampler(String),

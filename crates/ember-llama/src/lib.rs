@@ -44,6 +44,7 @@
 #![deny(missing_docs)]
 
 pub mod backend;
+mod barrier;
 pub mod batch;
 pub mod chat;
 pub mod context;

@@ -80,9 +80,15 @@ impl Model {
         backend::init();
         gguf::validate(path)?;
         let c_path = c_string("model path", &path.to_string_lossy())?;
-        // SAFETY: `c_path` is NUL-terminated and outlives the call; the params' pointers are
-        // all null (ModelParams never sets them). Returns null on failure.
-        let raw = unsafe { sys::llama_model_load_from_file(c_path.as_ptr(), params.raw) };
+        let mut raw = std::ptr::null_mut();
+        crate::barrier::guarded("llama_model_load_from_file", |err, len| {
+            // SAFETY: `c_path` is NUL-terminated and outlives the call; the params' pointers
+            // are all null (ModelParams never sets them); `raw` and `err` (`len` bytes) are
+            // writable. Leaves `raw` null on failure.
+            unsafe {
+                sys::ember_model_load_from_file(c_path.as_ptr(), params.raw, &mut raw, err, len)
+            }
+        })?;
         let raw = NonNull::new(raw).ok_or_else(|| Error::ModelLoad {
             path: path.to_path_buf(),
         })?;
@@ -266,19 +272,26 @@ impl Model {
         for _ in 0..2 {
             let cap =
                 i32::try_from(tokens.len()).map_err(|_| Error::Tokenize { len: text.len() })?;
-            // SAFETY: `text` is `len` readable bytes (no NUL needed: the length is given);
-            // `tokens` has room for `cap` tokens; the vocab is valid.
-            let n = unsafe {
-                sys::llama_tokenize(
-                    self.vocab_ptr(),
-                    text.as_ptr().cast(),
-                    len,
-                    tokens.as_mut_ptr(),
-                    cap,
-                    add_special,
-                    parse_special,
-                )
-            };
+            let mut n = 0;
+            crate::barrier::guarded("llama_tokenize", |err, err_len| {
+                // SAFETY: `text` is `len` readable bytes (no NUL needed: the length is given);
+                // `tokens` has room for `cap` tokens; the vocab is valid; `n` and `err`
+                // (`err_len` bytes) are writable.
+                unsafe {
+                    sys::ember_tokenize(
+                        self.vocab_ptr(),
+                        text.as_ptr().cast(),
+                        len,
+                        tokens.as_mut_ptr(),
+                        cap,
+                        add_special,
+                        parse_special,
+                        &mut n,
+                        err,
+                        err_len,
+                    )
+                }
+            })?;
             if n >= 0 {
                 tokens.truncate(n as usize);
                 return Ok(tokens.into_iter().map(Token).collect());
@@ -303,18 +316,25 @@ impl Model {
         let mut buf = vec![0u8; 64];
         for _ in 0..2 {
             let cap = i32::try_from(buf.len()).unwrap_or(i32::MAX);
-            // SAFETY: the token is in the vocabulary (checked above, llama.cpp would throw
-            // otherwise); `buf` has `cap` writable bytes.
-            let n = unsafe {
-                sys::llama_token_to_piece(
-                    self.vocab_ptr(),
-                    token.0,
-                    buf.as_mut_ptr().cast(),
-                    cap,
-                    0,
-                    special,
-                )
-            };
+            let mut n = 0;
+            crate::barrier::guarded("llama_token_to_piece", |err, len| {
+                // SAFETY: the token is in the vocabulary (checked above, llama.cpp would throw
+                // otherwise); `buf` has `cap` writable bytes, `n` and `err` (`len` bytes) are
+                // writable.
+                unsafe {
+                    sys::ember_token_to_piece(
+                        self.vocab_ptr(),
+                        token.0,
+                        buf.as_mut_ptr().cast(),
+                        cap,
+                        0,
+                        special,
+                        &mut n,
+                        err,
+                        len,
+                    )
+                }
+            })?;
             if n >= 0 {
                 buf.truncate(n as usize);
                 return Ok(buf);

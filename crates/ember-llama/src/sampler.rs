@@ -282,11 +282,17 @@ fn stage_raw(stage: &Stage, model: &Model) -> Result<NonNull<sys::llama_sampler>
             Stage::Grammar { gbnf, root } => {
                 let gbnf_c: CString = c_string("grammar", gbnf)?;
                 let root_c: CString = c_string("grammar root", root)?;
-                let raw = sys::llama_sampler_init_grammar(
-                    model.vocab_ptr(),
-                    gbnf_c.as_ptr(),
-                    root_c.as_ptr(),
-                );
+                let mut raw = std::ptr::null_mut();
+                crate::barrier::guarded("llama_sampler_init_grammar", |err, len| {
+                    sys::ember_sampler_init_grammar(
+                        model.vocab_ptr(),
+                        gbnf_c.as_ptr(),
+                        root_c.as_ptr(),
+                        &mut raw,
+                        err,
+                        len,
+                    )
+                })?;
                 if raw.is_null() || gbnf.trim().is_empty() {
                     if !raw.is_null() {
                         sys::llama_sampler_free(raw);
@@ -334,10 +340,18 @@ impl Sampler {
             ));
         }
         let i = ctx.output_index(index)?;
-        // SAFETY: the chain ends with a selecting stage (checked in build), so llama.cpp's
-        // assertion on the selection holds; `i` is an output of the last decode, so its
-        // logits exist (llama.cpp asserts that too).
-        let token = unsafe { sys::llama_sampler_sample(self.raw.as_ptr(), ctx.as_ptr(), i) };
+        let mut token = 0;
+        // A grammar that rejects every candidate makes llama.cpp throw; the barrier turns
+        // that into Error::Exception.
+        crate::barrier::guarded("llama_sampler_sample", |err, len| {
+            // SAFETY: the chain ends with a selecting stage (checked in build), so llama.cpp's
+            // assertion on the selection holds; `i` is an output of the last decode, so its
+            // logits exist (llama.cpp asserts that too); `token` and `err` (`len` bytes) are
+            // writable for the call.
+            unsafe {
+                sys::ember_sampler_sample(self.raw.as_ptr(), ctx.as_ptr(), i, &mut token, err, len)
+            }
+        })?;
         Ok(Token(token))
     }
 
@@ -345,5 +359,67 @@ impl Sampler {
     pub fn reset(&mut self) {
         // SAFETY: valid chain, exclusively borrowed.
         unsafe { sys::llama_sampler_reset(self.raw.as_ptr()) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Context, ContextParams, GenerateOptions, ModelParams};
+
+    /// The chain order SamplerBuilder no longer builds (a narrowing stage before the grammar,
+    /// as before 2b50421): top-k keeps one candidate, the grammar rejects it, greedy picks it
+    /// anyway, and accepting it empties the grammar stack, so llama.cpp throws from
+    /// `llama_sampler_sample`. Through the barrier that is an error; without it the C++
+    /// exception reached Rust and aborted the process.
+    #[test]
+    fn an_exception_in_sampling_is_an_error_not_an_abort() {
+        let Some(path) = std::env::var_os("EMBER_TEST_MODEL") else {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "EMBER_TEST_MODEL not set"
+            );
+            eprintln!("skipped: EMBER_TEST_MODEL not set");
+            return;
+        };
+        let model = Arc::new(Model::load(path, &ModelParams::default()).unwrap());
+        let params = ContextParams::default().with_n_ctx(128).with_threads(2);
+        let mut ctx = Context::new(&model, &params).unwrap();
+        // SAFETY: a new chain we own; freed by the Sampler's Drop.
+        let chain =
+            unsafe { sys::llama_sampler_chain_init(sys::llama_sampler_chain_default_params()) };
+        let mut sampler = Sampler {
+            raw: NonNull::new(chain).unwrap(),
+            model: Arc::clone(&model),
+        };
+        let grammar = Stage::Grammar {
+            gbnf: "root ::= \"\u{1F600}\u{1F600}\"".into(),
+            root: "root".into(),
+        };
+        for stage in [Stage::TopK(1), grammar, Stage::Greedy] {
+            let raw = stage_raw(&stage, &model).unwrap();
+            // SAFETY: `raw` is a new, non-null sampler; the chain takes ownership of it.
+            unsafe { sys::llama_sampler_chain_add(sampler.raw.as_ptr(), raw.as_ptr()) };
+        }
+        let options = GenerateOptions::default().with_max_tokens(4);
+        let mut generation = ctx
+            .generate(&mut sampler, "The weather today is", &options)
+            .unwrap();
+        match generation.next().expect("a first step") {
+            Err(Error::Exception { call, message }) => {
+                assert_eq!(call, "llama_sampler_sample");
+                assert!(message.contains("grammar"), "{message}");
+            }
+            other => panic!("expected the barrier's Error::Exception, got {other:?}"),
+        }
+        drop(generation);
+        // The context still works with a sound chain.
+        let mut greedy = SamplerBuilder::greedy().build(&model).unwrap();
+        let text = ctx
+            .generate(&mut greedy, "The weather today is", &options)
+            .unwrap()
+            .collect_text()
+            .unwrap();
+        assert!(!text.is_empty());
     }
 }

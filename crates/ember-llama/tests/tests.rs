@@ -1039,6 +1039,11 @@ mod bad_input {
         let Some(model) = common::model() else { return };
         for params in [
             ContextParams::default().with_threads(0),
+            // ggml asserts (aborts the process) above GGML_MAX_N_THREADS workers.
+            ContextParams::default().with_threads(1_000_000),
+            ContextParams::default()
+                .with_threads(2)
+                .with_threads_batch(513),
             ContextParams::default().with_n_batch(0),
             ContextParams::default().with_n_seq_max(100_000),
         ] {

@@ -892,7 +892,7 @@ fn run_procfs(cfg: &Builder, shared: &Shared, waiter: &Waiter, ready: &Ready) ->
             source,
         })?;
         table.sample(false);
-        next = Instant::now() + cfg.sample_interval;
+        next = after(cfg.sample_interval);
     }
     Ok(())
 }

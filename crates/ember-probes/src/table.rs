@@ -272,11 +272,13 @@ impl ProcessTable {
 
     fn wall(&self, mono_ns: u64) -> SystemTime {
         let (wall, mono) = self.wall_base;
-        if mono_ns >= mono {
-            wall + Duration::from_nanos(mono_ns - mono)
+        // Kernel timestamps are untrusted input here: an absurd one must not panic.
+        let moved = if mono_ns >= mono {
+            wall.checked_add(Duration::from_nanos(mono_ns - mono))
         } else {
-            wall - Duration::from_nanos(mono - mono_ns)
-        }
+            wall.checked_sub(Duration::from_nanos(mono - mono_ns))
+        };
+        moved.unwrap_or(wall)
     }
 
     /// Applies one event.

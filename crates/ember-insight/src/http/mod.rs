@@ -42,7 +42,56 @@ pub fn app(state: AppState) -> Router {
         })
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth))
+        .layer(axum::middleware::from_fn(openai_errors))
         .with_state(state)
+}
+
+/// Most bytes of a plain-text error body kept as the message.
+const ERROR_TEXT_BYTES: usize = 4096;
+
+/// Every error answer in OpenAI's shape, whoever made it: axum's extractor rejections (JSON
+/// syntax and data errors, a missing content type, a bad path or query), its 405 with an empty
+/// body and the body limit's 413 are plain text; they become `{"error": {...}}` with the text
+/// as the message, and the 422 of a body that does not match the request type becomes 400, as
+/// OpenAI answers a malformed body. Headers such as `Allow` are kept.
+async fn openai_errors(req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || json {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let text = match axum::body::to_bytes(body, ERROR_TEXT_BYTES).await {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).trim().to_string(),
+        Err(_) => String::new(),
+    };
+    let (status, kind) = match status {
+        StatusCode::UNPROCESSABLE_ENTITY | StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            (StatusCode::BAD_REQUEST, "invalid_request_error")
+        }
+        StatusCode::NOT_FOUND => (status, "not_found"),
+        StatusCode::METHOD_NOT_ALLOWED => (status, "method_not_allowed"),
+        StatusCode::PAYLOAD_TOO_LARGE => (status, "request_too_large"),
+        s if s.is_server_error() => (s, "server_error"),
+        s => (s, "invalid_request_error"),
+    };
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_string()
+    } else {
+        text
+    };
+    let mut out = ApiError::new(status, kind, message).into_response();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            out.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    out
 }
 
 /// Checks `Authorization: Bearer <token>` when a token is configured. `/healthz` and
@@ -73,7 +122,7 @@ async fn auth(State(state): State<AppState>, req: Request, next: Next) -> Respon
     .into_response();
     resp.headers_mut().insert(
         header::WWW_AUTHENTICATE,
-        "Bearer".parse().expect("static header"),
+        axum::http::HeaderValue::from_static("Bearer"),
     );
     resp
 }
@@ -85,8 +134,8 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// An error answer in OpenAI's shape: `{"error": {"message", "type", "code"}}`. Internal
-/// details are logged, not returned.
+/// An error answer in OpenAI's shape: `{"error": {"message", "type", "param", "code"}}`.
+/// Internal details are logged, not returned.
 #[derive(Debug)]
 pub struct ApiError {
     status: StatusCode,
@@ -123,7 +172,8 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = Json(
-            json!({"error": {"message": self.message, "type": self.kind, "code": self.status.as_u16()}}),
+            json!({"error": {"message": self.message, "type": self.kind, "param": null,
+                             "code": self.status.as_u16()}}),
         );
         (self.status, body).into_response()
     }

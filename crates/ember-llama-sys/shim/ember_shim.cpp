@@ -1,0 +1,90 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+// The exception barrier declared in ember_shim.h: each wrapper calls one llama.cpp function
+// inside try/catch, so that no C++ exception crosses into Rust.
+#include "ember_shim.h"
+
+#include <cstring>
+#include <exception>
+#include <new>
+
+namespace {
+
+void copy_message(const char * what, char * err, size_t err_len) {
+    if (err == nullptr || err_len == 0) {
+        return;
+    }
+    std::strncpy(err, what != nullptr ? what : "unknown C++ exception", err_len - 1);
+    err[err_len - 1] = '\0';
+}
+
+// Runs `call`, storing its result in `*out`; EMBER_EXCEPTION with the message if it throws.
+template <typename T, typename F> int guarded(T * out, char * err, size_t err_len, F && call) {
+    try {
+        *out = call();
+        return EMBER_OK;
+    } catch (const std::bad_alloc &) {
+        copy_message("out of memory (std::bad_alloc)", err, err_len);
+    } catch (const std::exception & e) {
+        copy_message(e.what(), err, err_len);
+    } catch (...) {
+        copy_message(nullptr, err, err_len);
+    }
+    return EMBER_EXCEPTION;
+}
+
+}  // namespace
+
+extern "C" {
+
+int ember_sampler_sample(llama_sampler * smpl, llama_context * ctx, int32_t idx, llama_token * out,
+                         char * err, size_t err_len) {
+    return guarded(out, err, err_len, [&] { return llama_sampler_sample(smpl, ctx, idx); });
+}
+
+int ember_sampler_init_grammar(const llama_vocab * vocab, const char * grammar_str,
+                               const char * grammar_root, llama_sampler ** out, char * err,
+                               size_t err_len) {
+    return guarded(out, err, err_len,
+                   [&] { return llama_sampler_init_grammar(vocab, grammar_str, grammar_root); });
+}
+
+int ember_tokenize(const llama_vocab * vocab, const char * text, int32_t text_len,
+                   llama_token * tokens, int32_t n_tokens_max, bool add_special,
+                   bool parse_special, int32_t * out, char * err, size_t err_len) {
+    return guarded(out, err, err_len, [&] {
+        return llama_tokenize(vocab, text, text_len, tokens, n_tokens_max, add_special,
+                              parse_special);
+    });
+}
+
+int ember_token_to_piece(const llama_vocab * vocab, llama_token token, char * buf, int32_t length,
+                         int32_t lstrip, bool special, int32_t * out, char * err,
+                         size_t err_len) {
+    return guarded(out, err, err_len,
+                   [&] { return llama_token_to_piece(vocab, token, buf, length, lstrip, special); });
+}
+
+int ember_chat_apply_template(const char * tmpl, const llama_chat_message * chat, size_t n_msg,
+                              bool add_ass, char * buf, int32_t length, int32_t * out, char * err,
+                              size_t err_len) {
+    return guarded(out, err, err_len, [&] {
+        return llama_chat_apply_template(tmpl, chat, n_msg, add_ass, buf, length);
+    });
+}
+
+int ember_decode(llama_context * ctx, llama_batch batch, int32_t * out, char * err,
+                 size_t err_len) {
+    return guarded(out, err, err_len, [&] { return llama_decode(ctx, batch); });
+}
+
+int ember_model_load_from_file(const char * path_model, llama_model_params params,
+                               llama_model ** out, char * err, size_t err_len) {
+    return guarded(out, err, err_len, [&] { return llama_model_load_from_file(path_model, params); });
+}
+
+int ember_init_from_model(llama_model * model, llama_context_params params, llama_context ** out,
+                          char * err, size_t err_len) {
+    return guarded(out, err, err_len, [&] { return llama_init_from_model(model, params); });
+}
+
+}  // extern "C"
