@@ -51,12 +51,16 @@ fn main() {
     }
 }
 
-/// The header where it exists, else its directory's parent (so its creation is noticed).
+/// The header where it exists, else the nearest folder above it that exists (so its creation
+/// is noticed). Never a path that does not exist: cargo reruns the script on every build for
+/// one, and with it rebuilds every crate that depends on this one.
 fn rerun_path(dir: &Path) -> PathBuf {
     let header = dir.join("vmlinux.h");
     if header.is_file() {
-        header
-    } else {
-        dir.parent().unwrap_or(dir).to_path_buf()
+        return header;
     }
+    dir.ancestors()
+        .find(|d| d.is_dir())
+        .unwrap_or(dir)
+        .to_path_buf()
 }

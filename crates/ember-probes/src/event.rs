@@ -169,8 +169,10 @@ impl Event {
         }
     }
 
-    /// Parses one ring-buffer record; `None` for a record that is too short or of unknown kind.
-    pub(crate) fn parse(data: &[u8]) -> Option<Event> {
+    /// Parses one ring-buffer record as the BPF programs write it; `None` for a record that
+    /// is too short or of unknown kind. Any bytes are safe input (the fuzz target
+    /// `event_parse` checks that); public for tools that read the records themselves.
+    pub fn parse(data: &[u8]) -> Option<Event> {
         let hdr: RawHeader = read(data)?;
         Some(match hdr.kind {
             EVENT_EXEC => {
