@@ -1,18 +1,37 @@
-//! GGUF bytes through ember-llama's validator; where it accepts, ggml's own parser
-//! (`gguf_init_from_file`) must accept the same bytes too, without aborting.
+//! GGUF bytes through ember-llama's validator and ggml's own parser (`gguf_init_from_file`),
+//! a differential in both directions:
+//! - the validator's container rules (`gguf::validate_container`) accept exactly the files
+//!   ggml accepts;
+//! - what the full validator (`gguf::validate`, which `Model::load` runs) accepts, ggml
+//!   accepts too, and loading it as a model is an error or a model, never an abort.
 #![no_main]
 
 use std::io::Write;
 
+use ember_llama::{gguf, Model, ModelParams};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let mut file = tempfile();
-    file.write_all(data).expect("write the input");
     let path = file_path();
-    if ember_llama::gguf::validate(&path).is_err() {
-        return;
+    std::fs::File::create(&path)
+        .and_then(|mut f| f.write_all(data))
+        .expect("write the input file");
+    let container = gguf::validate_container(&path);
+    let ggml = ggml_accepts(&path);
+    match (&container, ggml) {
+        (Ok(_), false) => panic!("the validator accepted a file ggml rejects"),
+        (Err(e), true) => panic!("ggml accepted a file the validator rejects: {e}"),
+        _ => {}
     }
+    if gguf::validate(&path).is_ok() {
+        assert!(ggml, "the full validator accepted a file ggml rejects");
+        // Through the exception barrier: an error or a model, never an abort.
+        let _ = Model::load(&path, &ModelParams::default().with_vocab_only(true));
+    }
+});
+
+/// Whether ggml's parser accepts the file (metadata and tensor directory, no data read).
+fn ggml_accepts(path: &std::path::Path) -> bool {
     let c_path = std::ffi::CString::new(path.to_str().expect("UTF-8 path")).expect("no NUL");
     let params = ember_llama_sys::gguf_init_params {
         no_alloc: true,
@@ -20,15 +39,14 @@ fuzz_target!(|data: &[u8]| {
     };
     // SAFETY: a NUL-terminated path; no_alloc with no ggml context to fill.
     let ctx = unsafe { ember_llama_sys::gguf_init_from_file(c_path.as_ptr(), params) };
-    assert!(!ctx.is_null(), "the validator accepted a file ggml rejects");
+    if ctx.is_null() {
+        return false;
+    }
     // SAFETY: a context gguf_init_from_file returned, freed once.
     unsafe { ember_llama_sys::gguf_free(ctx) };
-});
+    true
+}
 
 fn file_path() -> std::path::PathBuf {
     std::env::temp_dir().join(format!("ember-fuzz-gguf-{}", std::process::id()))
-}
-
-fn tempfile() -> std::fs::File {
-    std::fs::File::create(file_path()).expect("create the input file")
 }

@@ -5,6 +5,10 @@
 //! the structure in safe Rust first: every length against the bytes left in the file, every
 //! type tag, the keys llama.cpp reads with fixed types, and every tensor's data range.
 //! [`Model::load`](crate::Model::load) runs it before handing the path to llama.cpp.
+//!
+//! Its container rules are ggml's own (`gguf_init_from_file`): tensors packed in directory
+//! order, names under 64 bytes, 0 to 4 dimensions, and so on. A differential test and the
+//! `gguf` fuzz target hold the two parsers to the same answer on the same bytes, both ways.
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -236,6 +240,18 @@ impl Reader {
     }
 }
 
+/// Which rules [`check`] applies.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Rules {
+    /// Exactly those of ggml's parser (`gguf_init_from_file` with `no_alloc`, no tensor data
+    /// read): the container alone.
+    Ggml,
+    /// Those, plus what llama.cpp's loader needs: every tensor with at least one dimension and
+    /// one element, its data inside the file, the keys llama.cpp reads with fixed types, and
+    /// vocabulary arrays as long as the token list.
+    Llama,
+}
+
 /// Checks that `path` is a GGUF file llama.cpp can parse without tripping an assertion.
 ///
 /// # Errors
@@ -243,6 +259,23 @@ impl Reader {
 /// [`Error::ModelFile`] when the file cannot be opened, [`Error::InvalidGguf`] naming the
 /// first problem (with its byte offset) otherwise.
 pub fn validate(path: &Path) -> Result<GgufSummary> {
+    validate_with(path, Rules::Llama)
+}
+
+/// [`validate`] with ggml's container rules only: accepts exactly the files ggml's own
+/// `gguf_init_from_file` accepts when it reads no tensor data. The differential tests and the
+/// `gguf` fuzz target hold the two parsers to that; [`validate`] is this plus the rules of
+/// llama.cpp's loader.
+///
+/// # Errors
+///
+/// As [`validate`].
+#[doc(hidden)]
+pub fn validate_container(path: &Path) -> Result<GgufSummary> {
+    validate_with(path, Rules::Ggml)
+}
+
+fn validate_with(path: &Path, rules: Rules) -> Result<GgufSummary> {
     let file = File::open(path).map_err(|source| Error::ModelFile {
         path: path.to_path_buf(),
         source,
@@ -265,13 +298,14 @@ pub fn validate(path: &Path) -> Result<GgufSummary> {
         pos: 0,
         len,
     };
-    check(&mut reader).map_err(|reason| Error::InvalidGguf {
+    check(&mut reader, rules).map_err(|reason| Error::InvalidGguf {
         path: path.to_path_buf(),
         reason,
     })
 }
 
-fn check(r: &mut Reader) -> Result<GgufSummary, String> {
+fn check(r: &mut Reader, rules: Rules) -> Result<GgufSummary, String> {
+    let llama = rules == Rules::Llama;
     let magic = r.bytes(4, "magic")?;
     if magic != MAGIC {
         return Err(format!("bad magic {magic:02x?}, expected \"GGUF\""));
@@ -282,15 +316,15 @@ fn check(r: &mut Reader) -> Result<GgufSummary, String> {
     }
     let n_tensors = r.u64("tensor count")?;
     let n_kv = r.u64("metadata count")?;
-    // A key/value takes at least 8 (key length) + 4 (type) + 1 bytes; a tensor entry at
-    // least 8 + 4 + 8 + 4 + 8.
+    // A key/value takes at least 8 (key length) + 1 (key) + 4 (type) + 1 bytes; a tensor
+    // entry at least 8 (name length) + 4 (dimensions) + 4 (type) + 8 (offset).
     if n_kv.saturating_mul(13) > r.remaining() {
         return Err(format!(
             "absurd metadata count {n_kv} for a file of {} bytes",
             r.len
         ));
     }
-    if n_tensors.saturating_mul(32) > r.remaining() {
+    if n_tensors.saturating_mul(24) > r.remaining() {
         return Err(format!(
             "absurd tensor count {n_tensors} for a file of {} bytes",
             r.len
@@ -315,7 +349,10 @@ fn check(r: &mut Reader) -> Result<GgufSummary, String> {
         let ty = ValueType::from_tag(tag)
             .ok_or_else(|| format!("metadata `{key}` at offset {at} has unknown type {tag}"))?;
         let value = r.value(ty, &key)?;
-        check_known_key(&key, &value)?;
+        // ggml itself checks the type of general.alignment only.
+        if llama || key == "general.alignment" {
+            check_known_key(&key, &value)?;
+        }
         match (key.as_str(), &value) {
             ("general.alignment", Value::Scalar(ValueType::U32, v)) => {
                 if *v == 0 || !v.is_power_of_two() {
@@ -333,7 +370,7 @@ fn check(r: &mut Reader) -> Result<GgufSummary, String> {
             _ => {}
         }
     }
-    if let Some(n_vocab) = n_vocab {
+    if let Some(n_vocab) = n_vocab.filter(|_| llama) {
         for (key, n) in vocab_arrays {
             if n < n_vocab {
                 return Err(format!("`{key}` has {n} entries for {n_vocab} tokens"));
@@ -343,6 +380,8 @@ fn check(r: &mut Reader) -> Result<GgufSummary, String> {
 
     let mut names = HashSet::new();
     let mut tensors = Vec::new();
+    // ggml wants the tensors' data packed in directory order, each padded to the alignment.
+    let mut packed_end: u64 = 0;
     for _ in 0..n_tensors {
         let at = r.pos;
         let name = r.string("tensor name")?;
@@ -355,16 +394,16 @@ fn check(r: &mut Reader) -> Result<GgufSummary, String> {
             return Err(format!("duplicate tensor `{name}` at offset {at}"));
         }
         let n_dims = r.u32(&name)?;
-        if n_dims == 0 || n_dims > 4 {
+        if n_dims > 4 || (llama && n_dims == 0) {
             return Err(format!(
                 "tensor `{name}` has {n_dims} dimensions (1 to 4 allowed)"
             ));
         }
         let mut n_elements: u64 = 1;
-        let mut ne0 = 0;
+        let mut ne0 = 1;
         for d in 0..n_dims {
             let dim = r.u64(&name)?;
-            if dim == 0 || dim > i64::MAX as u64 {
+            if dim > i64::MAX as u64 || (llama && dim == 0) {
                 return Err(format!("tensor `{name}` has dimension {d} of size {dim}"));
             }
             if d == 0 {
@@ -384,18 +423,29 @@ fn check(r: &mut Reader) -> Result<GgufSummary, String> {
                 "tensor `{name}` data offset {offset} is not aligned to {alignment}"
             ));
         }
+        if offset != packed_end {
+            return Err(format!(
+                "tensor `{name}` data offset {offset} is not where the tensor before it ends \
+                 ({packed_end}): ggml wants the data packed in directory order"
+            ));
+        }
+        packed_end = bytes
+            .checked_next_multiple_of(alignment)
+            .and_then(|padded| packed_end.checked_add(padded))
+            .ok_or_else(|| format!("tensor `{name}` data size {bytes} overflows"))?;
         tensors.push((name, offset, bytes));
     }
 
     let data_start = r.pos.div_ceil(alignment).saturating_mul(alignment);
-    if data_start > r.len {
+    // ggml seeks to the data section only when there are tensors.
+    if (llama || n_tensors > 0) && data_start > r.len {
         return Err(format!(
             "tensor data would start at {data_start}, past the end of the file ({})",
             r.len
         ));
     }
-    let data_len = r.len - data_start;
-    for (name, offset, bytes) in &tensors {
+    let data_len = r.len.saturating_sub(data_start);
+    for (name, offset, bytes) in tensors.iter().filter(|_| llama) {
         let end = offset.checked_add(*bytes);
         if end.is_none_or(|end| end > data_len) {
             return Err(format!(

@@ -18,8 +18,16 @@ mod common {
         if strict() {
             panic!("CI=true and {reason}");
         }
-        eprintln!("skipped: {reason}");
+        skipped(reason);
         None
+    }
+
+    /// Says that the running test is skipped, and why, where `cargo test` shows it: straight to
+    /// stderr (libtest captures `eprintln!`, which would make the skip a silent pass).
+    pub fn skipped(reason: &str) {
+        use std::io::Write;
+        let test = std::thread::current().name().unwrap_or("?").to_string();
+        let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {reason}");
     }
 
     pub fn model_path() -> Option<PathBuf> {
@@ -809,6 +817,28 @@ mod bad_input {
                     .data(64)
                     .bytes,
             ),
+            (
+                "tensors not packed in order".into(),
+                Gguf::header(3, 2, 0)
+                    .tensor("a", 8, 0, 0)
+                    .tensor("b", 8, 0, 64)
+                    .data(128)
+                    .bytes,
+            ),
+            (
+                "tensor with no elements".into(),
+                Gguf::header(3, 1, 0).tensor("t", 0, 0, 0).data(0).bytes,
+            ),
+            (
+                "tensor with no dimensions".into(),
+                Gguf::header(3, 1, 0)
+                    .str("t")
+                    .u32(0)
+                    .u32(0)
+                    .u64(0)
+                    .data(32)
+                    .bytes,
+            ),
             ("valid structure, not a model".into(), valid().bytes),
         ];
         // The valid file truncated at every 5th offset.
@@ -886,6 +916,64 @@ mod bad_input {
         std::fs::remove_dir_all(&dir).unwrap();
         let missing = Model::load(dir.join("missing.gguf"), &ModelParams::default());
         assert!(matches!(missing, Err(Error::ModelFile { .. })));
+    }
+
+    /// Whether ggml's own parser accepts the file (no tensor data read).
+    fn ggml_accepts(path: &Path) -> bool {
+        let c_path = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+        let params = ember_llama_sys::gguf_init_params {
+            no_alloc: true,
+            ctx: std::ptr::null_mut(),
+        };
+        // SAFETY: a NUL-terminated path; no_alloc with no ggml context to fill.
+        let ctx = unsafe { ember_llama_sys::gguf_init_from_file(c_path.as_ptr(), params) };
+        if ctx.is_null() {
+            return false;
+        }
+        // SAFETY: a context gguf_init_from_file returned, freed once.
+        unsafe { ember_llama_sys::gguf_free(ctx) };
+        true
+    }
+
+    /// The validator's container rules and ggml's parser agree on every file of the corpus,
+    /// both ways; the full validator is stricter, never looser. The `gguf` fuzz target holds
+    /// the same on generated files.
+    #[test]
+    fn the_validator_and_ggml_agree_on_the_corpus() {
+        let real = common::model_path();
+        let mut files = corpus(real.as_deref());
+        if let Some(real) = &real {
+            files.push(("the real model".into(), std::fs::read(real).unwrap()));
+        }
+        let dir = scratch_dir().join("differential");
+        std::fs::create_dir_all(&dir).unwrap();
+        let (mut both_accept, mut both_reject, mut llama_stricter) = (0, 0, 0);
+        for (i, (name, bytes)) in files.iter().enumerate() {
+            let path = dir.join(format!("{i:03}.gguf"));
+            std::fs::write(&path, bytes).unwrap();
+            let ggml = ggml_accepts(&path);
+            let container = ember_llama::gguf::validate_container(&path);
+            let full = ember_llama::gguf::validate(&path);
+            assert_eq!(
+                container.is_ok(),
+                ggml,
+                "{name}: ggml accepts: {ggml}, the validator says {container:?}"
+            );
+            assert!(
+                full.is_err() || container.is_ok(),
+                "{name}: the full validator accepts what the container rules refuse"
+            );
+            match (ggml, full.is_ok()) {
+                (true, true) => both_accept += 1,
+                (false, _) => both_reject += 1,
+                (true, false) => llama_stricter += 1,
+            }
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+        // Each kind of case is there: the corpus tests something in every direction.
+        assert!(both_accept >= 1, "nothing accepted");
+        assert!(both_reject >= 20, "{both_reject} rejected");
+        assert!(llama_stricter >= 4, "{llama_stricter} only llama-refused");
     }
 
     #[test]
