@@ -24,6 +24,7 @@ const PATHS: &[&str] = &[
     "/v1/completions",
     "/v1/chat/completions",
     "/v1/embeddings",
+    "/openapi.json",
 ];
 const METHODS: &[Method] = &[Method::GET, Method::POST, Method::PUT, Method::DELETE];
 

@@ -52,7 +52,7 @@ pub fn grammar_for(comm: &str) -> String {
 }
 
 /// What the model answers.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct InsightBody {
     /// One sentence.
     pub summary: String,
@@ -65,7 +65,7 @@ pub struct InsightBody {
 }
 
 /// One insight.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Insight {
     /// The alert it explains.
     pub alert_id: u64,

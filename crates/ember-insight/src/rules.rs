@@ -17,12 +17,13 @@ use std::time::{Duration, Instant, SystemTime};
 
 use ember_probes::{Event, Histogram, ProcessTable};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::config::{Rule, RulesConfig, Severity};
 use crate::time::rfc3339;
 
 /// What an alert is about.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, ToSchema)]
 pub struct Subject {
     /// The process (0 for system-wide alerts).
     pub pid: u32,
@@ -33,7 +34,7 @@ pub struct Subject {
 }
 
 /// The figures behind an alert.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, ToSchema)]
 pub struct Evidence {
     /// The measured value.
     pub value: f64,
@@ -43,12 +44,13 @@ pub struct Evidence {
     pub unit: &'static str,
     /// The window, in seconds.
     pub window_s: f64,
-    /// Other figures (name, value).
+    /// Other figures, each `[name, value]`.
+    #[schema(value_type = Vec<Vec<String>>)]
     pub details: Vec<(String, String)>,
 }
 
 /// A raised alert.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Alert {
     /// Unique, increasing.
     pub id: u64,

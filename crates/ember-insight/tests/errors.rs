@@ -158,3 +158,115 @@ async fn every_rejection_is_an_openai_error_object() {
         assert_openai_error(what, status, &body);
     }
 }
+
+/// Sends `request` on `stream` and reads one answer: its status and headers (lower-case names).
+fn exchange(
+    stream: &mut std::net::TcpStream,
+    request: &[u8],
+) -> std::io::Result<(u16, Vec<(String, String)>)> {
+    use std::io::{BufRead, BufReader, Read, Write};
+    stream.write_all(request)?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut line = String::new();
+    if reader.read_line(&mut line)? == 0 {
+        return Err(std::io::Error::other("closed without an answer"));
+    }
+    let status: u16 = line.split(' ').nth(1).unwrap_or("0").parse().unwrap_or(0);
+    let mut headers = Vec::new();
+    loop {
+        line.clear();
+        reader.read_line(&mut line)?;
+        let l = line.trim_end();
+        if l.is_empty() {
+            break;
+        }
+        let (k, v) = l.split_once(':').unwrap();
+        headers.push((k.to_ascii_lowercase(), v.trim().to_string()));
+    }
+    let len: usize = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .map(|(_, v)| v.parse().unwrap())
+        .unwrap_or(0);
+    let mut body = vec![0; len];
+    reader.read_exact(&mut body)?;
+    Ok((status, headers))
+}
+
+/// A client that keeps connections open (reqwest, httpx, requests all do) must learn when an
+/// error answer ends the connection: hyper closes it when the handler never read the body (a
+/// rejected token, a wrong method or path, a body over the limit). Before `Connection: close`
+/// was sent, the next request on the same socket failed with a broken pipe.
+#[test]
+fn an_error_that_leaves_the_body_unread_says_connection_close() {
+    let d = Daemon::start(
+        &["--probe-mode", "procfs", "--token", "t0ken"],
+        Some("[limits]\nbody_bytes = 65536\n"),
+    );
+    let addr = d.base.trim_start_matches("http://").to_string();
+    let body = format!("{{\"prompt\":\"{}\"}}", "x".repeat(100_000));
+    let small = "{\"prompt\":\"hi\"}";
+    let request = |method: &str, path: &str, token: &str, body: &str| {
+        format!(
+            "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {token}\r\n\
+             content-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    };
+    let cases = [
+        (
+            "wrong token",
+            request("POST", "/v1/completions", "nope", &body),
+            401,
+        ),
+        (
+            "wrong method",
+            request("GET", "/v1/completions", "t0ken", &body),
+            405,
+        ),
+        (
+            "no such path",
+            request("POST", "/v2/none", "t0ken", &body),
+            404,
+        ),
+        (
+            "over the limit",
+            request("POST", "/v1/completions", "t0ken", &body),
+            413,
+        ),
+    ];
+    for (what, req, want) in cases {
+        let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let (status, headers) = exchange(&mut stream, &req).unwrap();
+        assert_eq!(status, want, "{what}");
+        let close = headers
+            .iter()
+            .any(|(k, v)| k == "connection" && v.eq_ignore_ascii_case("close"));
+        if !close {
+            // Then the connection must serve the next request.
+            let next = exchange(&mut stream, &request("GET", "/version", "t0ken", ""));
+            assert!(
+                matches!(next, Ok((200, _))),
+                "{what}: no Connection: close, and the next request on the socket got {next:?}"
+            );
+        }
+    }
+    // A small body the handler reads keeps the connection open.
+    let mut stream = std::net::TcpStream::connect(&addr).unwrap();
+    let (status, headers) = exchange(
+        &mut stream,
+        &request("POST", "/v1/completions", "t0ken", small),
+    )
+    .unwrap();
+    assert_eq!(status, 503, "no model is loaded");
+    assert!(
+        !headers.iter().any(|(k, _)| k == "connection"),
+        "{headers:?}"
+    );
+    let (status, _) = exchange(&mut stream, &request("GET", "/version", "t0ken", "")).unwrap();
+    assert_eq!(status, 200);
+}

@@ -82,7 +82,7 @@ async fn metrics_pass_promtool() {
         let msg =
             "promtool not found: install the apt package prometheus (build-support/apt-packages)";
         assert!(std::env::var("CI").as_deref() != Ok("true"), "{msg}");
-        eprintln!("skipped: {msg}");
+        common::skipped(msg);
         return;
     };
     let d = Daemon::start(&["--probe-mode", common::probe_mode()], None);

@@ -18,7 +18,7 @@ fn bpf_here() -> bool {
     }
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!common::bpf_required(), "BPF does not start here: {err}");
-    eprintln!("skipped: BPF does not start here: {err}");
+    common::skipped(&format!("BPF does not start here: {err}"));
     false
 }
 

@@ -96,7 +96,7 @@ async fn fork_storm_raises_an_alert_and_an_insight() {
             !common::bpf_required(),
             "BPF is required but insightd runs in procfs mode"
         );
-        eprintln!("skipped: fork events need BPF (run as root)");
+        common::skipped("fork events need BPF (run as root)");
         return;
     }
     let dir = tempfile::tempdir().unwrap();

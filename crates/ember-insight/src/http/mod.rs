@@ -2,17 +2,19 @@
 //! ([`openai`]), behind a bearer-token check and a body size limit.
 
 pub mod openai;
+pub mod openapi;
 pub mod ops;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde_json::json;
 
 use crate::state::Shared;
 
@@ -33,6 +35,7 @@ pub fn app(state: AppState) -> Router {
         .route("/alerts", get(ops::alerts))
         .route("/insights", get(ops::insights))
         .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(openapi::document))
         .route("/v1/models", get(openai::models))
         .route("/v1/completions", post(openai::completions))
         .route("/v1/chat/completions", post(openai::chat_completions))
@@ -54,8 +57,29 @@ const ERROR_TEXT_BYTES: usize = 4096;
 /// body and the body limit's 413 are plain text; they become `{"error": {...}}` with the text
 /// as the message, and the 422 of a body that does not match the request type becomes 400, as
 /// OpenAI answers a malformed body. Headers such as `Allow` are kept.
+///
+/// An answer given without reading the request's body (401, 404, 405, 413) says
+/// `Connection: close`: hyper closes such a connection after the answer, and a client that
+/// pools connections must not send its next request down it.
 async fn openai_errors(req: Request, next: Next) -> Response {
-    let resp = next.run(req).await;
+    let has_body = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim() != "0")
+        || req.headers().contains_key(header::TRANSFER_ENCODING);
+    let mut resp = next.run(req).await;
+    let unread = matches!(
+        resp.status(),
+        StatusCode::UNAUTHORIZED
+            | StatusCode::NOT_FOUND
+            | StatusCode::METHOD_NOT_ALLOWED
+            | StatusCode::PAYLOAD_TOO_LARGE
+    );
+    if has_body && unread {
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     let status = resp.status();
     let json = resp
         .headers()
@@ -120,10 +144,8 @@ async fn auth(State(state): State<AppState>, req: Request, next: Next) -> Respon
         "missing or wrong bearer token: send `Authorization: Bearer <token>`",
     )
     .into_response();
-    resp.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        axum::http::HeaderValue::from_static("Bearer"),
-    );
+    resp.headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     resp
 }
 
@@ -132,6 +154,27 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
         return false;
     }
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The body of every error answer: OpenAI's shape.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong.
+    error: ErrorDetail,
+}
+
+/// What went wrong.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// For people: what happened and what to do.
+    message: String,
+    /// `invalid_request_error`, `not_found`, `rate_limit_exceeded`, `model_not_loaded`, ...
+    #[serde(rename = "type")]
+    kind: &'static str,
+    /// Always null.
+    param: Option<String>,
+    /// The HTTP status.
+    code: u16,
 }
 
 /// An error answer in OpenAI's shape: `{"error": {"message", "type", "param", "code"}}`.
@@ -171,10 +214,14 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Json(
-            json!({"error": {"message": self.message, "type": self.kind, "param": null,
-                             "code": self.status.as_u16()}}),
-        );
+        let body = Json(ErrorBody {
+            error: ErrorDetail {
+                message: self.message,
+                kind: self.kind,
+                param: None,
+                code: self.status.as_u16(),
+            },
+        });
         (self.status, body).into_response()
     }
 }

@@ -18,18 +18,19 @@ use axum::response::sse::{Event as SseEvent, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use ember_llama::ChatMessage;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use utoipa::ToSchema;
 
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, ErrorBody};
 use crate::llm::{GenEvent, GenRequest, GenSummary, Llm};
 use crate::metrics::EndpointLabel;
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// A string or a list of strings.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum OneOrMany {
     /// One.
@@ -48,62 +49,267 @@ impl OneOrMany {
 }
 
 /// Sampling fields shared by both generation endpoints.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct Sampling {
+    /// Tokens to generate at most: 1 to `model.max_tokens` (default `model.default_max_tokens`).
+    #[schema(minimum = 1)]
     max_tokens: Option<usize>,
+    /// The same as `max_tokens` (OpenAI's newer name).
+    #[schema(minimum = 1)]
     max_completion_tokens: Option<usize>,
+    /// Sampling temperature; 0 is greedy (default 0.8).
     temperature: Option<f32>,
+    /// Nucleus sampling mass, clamped to 0..1 (default 1).
     top_p: Option<f32>,
+    /// Seed of the sampler.
     seed: Option<u32>,
+    /// Up to 4 strings that end the generation.
     stop: Option<OneOrMany>,
+    /// Server-sent events, one chunk per piece of text, then `[DONE]`.
     #[serde(default)]
     stream: bool,
+    /// Choices: only 1.
+    #[schema(minimum = 1, maximum = 1)]
     n: Option<u32>,
 }
 
 /// `POST /v1/completions` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct CompletionRequest {
+    /// Ignored: the loaded model answers.
     #[allow(dead_code)]
     model: Option<String>,
+    /// The prompt: one string (or a list of exactly one).
     prompt: OneOrMany,
     #[serde(flatten)]
     sampling: Sampling,
 }
 
 /// Message content: a string, or a list of parts of which the text ones are used.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum Content {
     /// Plain text.
     Text(String),
     /// Parts (`{"type": "text", "text": ...}`).
+    #[schema(value_type = Vec<Object>)]
     Parts(Vec<Value>),
 }
 
+/// Who speaks (in the document; the handler names a wrong one in its 400).
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+enum Role {
+    System,
+    Developer,
+    User,
+    Assistant,
+}
+
 /// A chat message.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct Message {
+    /// `system`, `developer` (taken as system), `user` or `assistant`.
+    #[schema(value_type = Role)]
     role: String,
+    /// Its text.
     content: Option<Content>,
 }
 
 /// `POST /v1/chat/completions` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct ChatRequest {
+    /// Ignored: the loaded model answers.
     #[allow(dead_code)]
     model: Option<String>,
+    /// The conversation, at least one message.
+    #[schema(min_items = 1)]
     messages: Vec<Message>,
     #[serde(flatten)]
     sampling: Sampling,
 }
 
 /// `POST /v1/embeddings` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct EmbeddingsRequest {
+    /// Ignored: the loaded model answers.
     #[allow(dead_code)]
     model: Option<String>,
+    /// One to 64 non-empty strings.
+    #[schema(value_type = EmbeddingInput)]
     input: OneOrMany,
+}
+
+/// What `/v1/embeddings` embeds, in the document: a non-empty string, or 1 to 64 of them
+/// (the handler checks the same).
+struct EmbeddingInput;
+
+impl utoipa::PartialSchema for EmbeddingInput {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Type};
+        let text = || {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+        };
+        OneOfBuilder::new()
+            .item(text())
+            .item(
+                ArrayBuilder::new()
+                    .items(text())
+                    .min_items(Some(1))
+                    .max_items(Some(64)),
+            )
+            .into()
+    }
+}
+
+impl ToSchema for EmbeddingInput {}
+
+/// `/v1/models`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModelList {
+    /// `list`.
+    object: &'static str,
+    /// The loaded model, if one is.
+    data: Vec<ModelCard>,
+}
+
+/// One model.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModelCard {
+    /// Its name (the file name).
+    id: String,
+    /// `model`.
+    object: &'static str,
+    /// Always 0.
+    created: u64,
+    /// `insightd`.
+    owned_by: &'static str,
+    /// What insightd knows of it.
+    meta: ModelMeta,
+}
+
+/// A model's details.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModelMeta {
+    /// llama.cpp's description.
+    description: String,
+    /// Context size per generation.
+    n_ctx: u32,
+}
+
+/// Token counts of a generation.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Usage {
+    /// Prompt tokens.
+    prompt_tokens: usize,
+    /// Generated tokens.
+    completion_tokens: usize,
+    /// Both.
+    total_tokens: usize,
+}
+
+/// `/v1/completions` (not streamed).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Completion {
+    /// `cmpl-N`.
+    id: String,
+    /// `text_completion`.
+    object: &'static str,
+    /// Unix time.
+    created: u64,
+    /// The model's name.
+    model: String,
+    /// One choice.
+    choices: Vec<CompletionChoice>,
+    /// Token counts.
+    usage: Usage,
+}
+
+/// A completion's text.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CompletionChoice {
+    /// The generated text.
+    text: String,
+    /// 0.
+    index: u32,
+    /// Always null.
+    #[schema(value_type = Option<Object>)]
+    logprobs: Option<()>,
+    /// `stop` or `length`.
+    finish_reason: &'static str,
+}
+
+/// `/v1/chat/completions` (not streamed).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChatCompletion {
+    /// `chatcmpl-N`.
+    id: String,
+    /// `chat.completion`.
+    object: &'static str,
+    /// Unix time.
+    created: u64,
+    /// The model's name.
+    model: String,
+    /// One choice.
+    choices: Vec<ChatChoice>,
+    /// Token counts.
+    usage: Usage,
+}
+
+/// A chat completion's answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChatChoice {
+    /// 0.
+    index: u32,
+    /// The assistant's message.
+    message: AssistantMessage,
+    /// `stop` or `length`.
+    finish_reason: &'static str,
+}
+
+/// The assistant's message.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AssistantMessage {
+    /// `assistant`.
+    role: &'static str,
+    /// Its text.
+    content: String,
+}
+
+/// `/v1/embeddings`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EmbeddingList {
+    /// `list`.
+    object: &'static str,
+    /// One vector per input, in order.
+    data: Vec<EmbeddingItem>,
+    /// The model's name.
+    model: String,
+    /// Token counts.
+    usage: EmbeddingUsage,
+}
+
+/// One embedding.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EmbeddingItem {
+    /// `embedding`.
+    object: &'static str,
+    /// The input's index.
+    index: usize,
+    /// The vector, L2-normalised.
+    embedding: Vec<f32>,
+}
+
+/// Token counts of an embeddings request.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EmbeddingUsage {
+    /// Input tokens.
+    prompt_tokens: usize,
+    /// The same.
+    total_tokens: usize,
 }
 
 fn now_secs() -> u64 {
@@ -121,7 +327,7 @@ fn need_model(state: &AppState) -> Result<Arc<Llm>, ApiError> {
             "model_not_loaded",
             format!(
                 "no model is loaded ({}): start insightd with --model <GGUF>",
-                why["state"].as_str().unwrap_or("none")
+                why.name()
             ),
         )
     })
@@ -148,16 +354,28 @@ fn take_slot(state: &AppState, endpoint: &str) -> Result<OwnedSemaphorePermit, A
 }
 
 /// `GET /v1/models`.
-pub async fn models(State(state): State<AppState>) -> Json<Value> {
-    let data: Vec<Value> = state
+#[utoipa::path(get, path = "/v1/models", tag = "openai", responses(
+    (status = 200, description = "the loaded model, if one is", body = ModelList),
+    (status = 401, description = "missing or wrong bearer token", body = ErrorBody)))]
+pub async fn models(State(state): State<AppState>) -> Json<ModelList> {
+    let data = state
         .llm()
-        .map(|llm| {
-            json!({"id": llm.name(), "object": "model", "created": 0, "owned_by": "insightd",
-                   "meta": {"description": llm.model().description(), "n_ctx": llm.config().ctx_size}})
+        .map(|llm| ModelCard {
+            id: llm.name().to_string(),
+            object: "model",
+            created: 0,
+            owned_by: "insightd",
+            meta: ModelMeta {
+                description: llm.model().description(),
+                n_ctx: llm.config().ctx_size,
+            },
         })
         .into_iter()
         .collect();
-    Json(json!({"object": "list", "data": data}))
+    Json(ModelList {
+        object: "list",
+        data,
+    })
 }
 
 fn gen_request(
@@ -268,9 +486,12 @@ async fn collect(mut rx: mpsc::Receiver<GenEvent>) -> Result<(String, GenSummary
     ))
 }
 
-fn usage(s: &GenSummary) -> Value {
-    json!({"prompt_tokens": s.prompt_tokens, "completion_tokens": s.completion_tokens,
-           "total_tokens": s.prompt_tokens + s.completion_tokens})
+fn usage(s: &GenSummary) -> Usage {
+    Usage {
+        prompt_tokens: s.prompt_tokens,
+        completion_tokens: s.completion_tokens,
+        total_tokens: s.prompt_tokens + s.completion_tokens,
+    }
 }
 
 /// Turns generation events into SSE chunks (`make(text, finish)`), then `[DONE]`.
@@ -323,6 +544,15 @@ fn sse_response(
 }
 
 /// `POST /v1/completions`.
+#[utoipa::path(post, path = "/v1/completions", tag = "openai", request_body = CompletionRequest, responses(
+    (status = 200, description = "the completion; with `stream`, server-sent events of the same shape without `usage`, then `[DONE]`",
+     content((Completion = "application/json"), (String = "text/event-stream"))),
+    (status = 400, description = "a malformed or out-of-range request", body = ErrorBody),
+    (status = 401, description = "missing or wrong bearer token", body = ErrorBody),
+    (status = 413, description = "a body over limits.body_bytes", body = ErrorBody),
+    (status = 429, description = "every generation slot is busy", body = ErrorBody),
+    (status = 500, description = "the generation failed (see the log)", body = ErrorBody),
+    (status = 503, description = "no model is loaded", body = ErrorBody)))]
 pub async fn completions(
     State(state): State<AppState>,
     Json(body): Json<CompletionRequest>,
@@ -346,11 +576,19 @@ pub async fn completions(
         }));
     }
     let (text, summary) = collect(rx).await?;
-    Ok(Json(json!({
-        "id": id, "object": "text_completion", "created": created, "model": model,
-        "choices": [{"text": text, "index": 0, "logprobs": null, "finish_reason": summary.finish_reason}],
-        "usage": usage(&summary),
-    }))
+    Ok(Json(Completion {
+        id,
+        object: "text_completion",
+        created,
+        model,
+        choices: vec![CompletionChoice {
+            text,
+            index: 0,
+            logprobs: None,
+            finish_reason: summary.finish_reason,
+        }],
+        usage: usage(&summary),
+    })
     .into_response())
 }
 
@@ -390,6 +628,15 @@ fn chat_messages(messages: Vec<Message>) -> Result<Vec<ChatMessage>, ApiError> {
 }
 
 /// `POST /v1/chat/completions`.
+#[utoipa::path(post, path = "/v1/chat/completions", tag = "openai", request_body = ChatRequest, responses(
+    (status = 200, description = "the answer; with `stream`, server-sent `chat.completion.chunk` events, then `[DONE]`",
+     content((ChatCompletion = "application/json"), (String = "text/event-stream"))),
+    (status = 400, description = "a malformed or out-of-range request", body = ErrorBody),
+    (status = 401, description = "missing or wrong bearer token", body = ErrorBody),
+    (status = 413, description = "a body over limits.body_bytes", body = ErrorBody),
+    (status = 429, description = "every generation slot is busy", body = ErrorBody),
+    (status = 500, description = "the generation failed (see the log)", body = ErrorBody),
+    (status = 503, description = "no model is loaded", body = ErrorBody)))]
 pub async fn chat_completions(
     State(state): State<AppState>,
     Json(body): Json<ChatRequest>,
@@ -418,20 +665,37 @@ pub async fn chat_completions(
         }));
     }
     let (text, summary) = collect(rx).await?;
-    Ok(Json(json!({
-        "id": id, "object": "chat.completion", "created": created, "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                     "finish_reason": summary.finish_reason}],
-        "usage": usage(&summary),
-    }))
+    Ok(Json(ChatCompletion {
+        id,
+        object: "chat.completion",
+        created,
+        model,
+        choices: vec![ChatChoice {
+            index: 0,
+            message: AssistantMessage {
+                role: "assistant",
+                content: text,
+            },
+            finish_reason: summary.finish_reason,
+        }],
+        usage: usage(&summary),
+    })
     .into_response())
 }
 
 /// `POST /v1/embeddings`.
+#[utoipa::path(post, path = "/v1/embeddings", tag = "openai", request_body = EmbeddingsRequest, responses(
+    (status = 200, description = "one vector per input", body = EmbeddingList),
+    (status = 400, description = "a malformed or out-of-range request", body = ErrorBody),
+    (status = 401, description = "missing or wrong bearer token", body = ErrorBody),
+    (status = 413, description = "a body over limits.body_bytes", body = ErrorBody),
+    (status = 429, description = "every generation slot is busy", body = ErrorBody),
+    (status = 500, description = "the generation failed (see the log)", body = ErrorBody),
+    (status = 503, description = "no model is loaded", body = ErrorBody)))]
 pub async fn embeddings(
     State(state): State<AppState>,
     Json(body): Json<EmbeddingsRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<EmbeddingList>, ApiError> {
     let llm = need_model(&state)?;
     let input = body.input.into_vec();
     if input.is_empty() || input.iter().any(String::is_empty) {
@@ -465,11 +729,22 @@ pub async fn embeddings(
             ApiError::internal("embeddings", &e)
         }
     })?;
-    let data: Vec<Value> = vectors
+    let data = vectors
         .into_iter()
         .enumerate()
-        .map(|(i, v)| json!({"object": "embedding", "index": i, "embedding": v}))
+        .map(|(index, embedding)| EmbeddingItem {
+            object: "embedding",
+            index,
+            embedding,
+        })
         .collect();
-    Ok(Json(json!({"object": "list", "data": data, "model": model,
-                   "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})))
+    Ok(Json(EmbeddingList {
+        object: "list",
+        data,
+        model,
+        usage: EmbeddingUsage {
+            prompt_tokens: tokens,
+            total_tokens: tokens,
+        },
+    }))
 }

@@ -11,13 +11,17 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use ember_probes::{Process, ProcessTable};
 use futures_util::stream::Stream;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, ErrorBody};
+use crate::insights::Insight;
+use crate::rules::Alert;
 use crate::state::{ModelState, VERSION};
 
 /// `GET /healthz`: 200 while the process serves.
+#[utoipa::path(get, path = "/healthz", tag = "ops",
+    responses((status = 200, description = "the process serves", body = String, content_type = "text/plain")))]
 pub async fn healthz() -> &'static str {
     "ok\n"
 }
@@ -45,8 +49,10 @@ pub fn not_ready(state: &AppState) -> Option<String> {
 }
 
 /// `GET /readyz`: 200 once telemetry runs (with a first process table sample) and the model,
-/// if configured, is loaded; else 503
-/// with the reason.
+/// if configured, is loaded; else 503 with the reason.
+#[utoipa::path(get, path = "/readyz", tag = "ops", responses(
+    (status = 200, description = "ready", body = String, content_type = "text/plain"),
+    (status = 503, description = "not ready, and why", body = String, content_type = "text/plain")))]
 pub async fn readyz(State(state): State<AppState>) -> Response {
     match not_ready(&state) {
         None => (StatusCode::OK, "ready\n").into_response(),
@@ -58,100 +64,344 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
-/// `GET /version`.
-pub async fn version() -> Json<Value> {
-    Json(json!({"name": "insightd", "version": VERSION}))
+/// `/version`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VersionInfo {
+    /// `insightd`.
+    name: &'static str,
+    /// The crate version.
+    version: &'static str,
 }
 
-/// The model part of `/status`.
-pub fn model_status(state: &AppState) -> Value {
-    match state.model_state() {
-        ModelState::None => {
-            json!({"state": "none", "reason": "no model configured (--model or model.path)"})
+/// `GET /version`.
+#[utoipa::path(get, path = "/version", tag = "ops",
+    responses((status = 200, description = "name and version", body = VersionInfo)))]
+pub async fn version() -> Json<VersionInfo> {
+    Json(VersionInfo {
+        name: "insightd",
+        version: VERSION,
+    })
+}
+
+/// The model part of `/status`, by state.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(tag = "state", rename_all = "lowercase")]
+pub enum ModelStatus {
+    /// No model configured.
+    None {
+        /// What to set.
+        reason: &'static str,
+    },
+    /// Loading.
+    Loading {
+        /// The GGUF file.
+        path: String,
+    },
+    /// It failed to load.
+    Failed {
+        /// The GGUF file.
+        path: String,
+        /// Why.
+        error: String,
+    },
+    /// Loaded and serving.
+    Ready {
+        /// The name the OpenAI endpoints give.
+        name: String,
+        /// The GGUF file.
+        path: String,
+        /// llama.cpp's description (architecture, size, quantisation).
+        description: String,
+        /// File size.
+        size_bytes: u64,
+        /// The chat template, or `(the model's own)`.
+        chat_template: String,
+        /// Context size per generation.
+        ctx_size: u32,
+        /// Generations at once.
+        max_concurrent: usize,
+    },
+}
+
+impl ModelStatus {
+    /// `none`, `loading`, `failed` or `ready`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ModelStatus::None { .. } => "none",
+            ModelStatus::Loading { .. } => "loading",
+            ModelStatus::Failed { .. } => "failed",
+            ModelStatus::Ready { .. } => "ready",
         }
-        ModelState::Loading(p) => json!({"state": "loading", "path": p}),
-        ModelState::Failed { path, error } => {
-            json!({"state": "failed", "path": path, "error": error})
-        }
-        ModelState::Ready(llm) => json!({
-            "state": "ready",
-            "name": llm.name(),
-            "path": llm.model().path(),
-            "description": llm.model().description(),
-            "size_bytes": llm.model().size(),
-            "chat_template": if llm.template().len() > 40 { "(the model's own)" } else { llm.template() },
-            "ctx_size": llm.config().ctx_size,
-            "max_concurrent": llm.config().max_concurrent,
-        }),
     }
 }
 
+/// The model part of `/status`.
+pub fn model_status(state: &AppState) -> ModelStatus {
+    match state.model_state() {
+        ModelState::None => ModelStatus::None {
+            reason: "no model configured (--model or model.path)",
+        },
+        ModelState::Loading(p) => ModelStatus::Loading {
+            path: p.display().to_string(),
+        },
+        ModelState::Failed { path, error } => ModelStatus::Failed {
+            path: path.display().to_string(),
+            error,
+        },
+        ModelState::Ready(llm) => ModelStatus::Ready {
+            name: llm.name().to_string(),
+            path: llm.model().path().display().to_string(),
+            description: llm.model().description(),
+            size_bytes: llm.model().size(),
+            chat_template: if llm.template().len() > 40 {
+                "(the model's own)".to_string()
+            } else {
+                llm.template().to_string()
+            },
+            ctx_size: llm.config().ctx_size,
+            max_concurrent: llm.config().max_concurrent,
+        },
+    }
+}
+
+/// `/status`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Status {
+    /// `insightd`.
+    name: &'static str,
+    /// The crate version.
+    version: &'static str,
+    /// Seconds since start.
+    uptime_s: f64,
+    /// What `/readyz` says.
+    ready: bool,
+    /// The probes.
+    telemetry: TelemetryStatus,
+    /// The model.
+    model: ModelStatus,
+    /// Alerts kept and active.
+    alerts: AlertCounts,
+    /// Insights kept.
+    insights: usize,
+    /// `/stream` clients.
+    stream: StreamStatus,
+    /// Generation slots free now.
+    generation_slots_free: usize,
+}
+
+/// The telemetry part of `/status`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TelemetryStatus {
+    /// True once the probes run.
+    running: bool,
+    /// `bpf` or `procfs`, once running.
+    mode: Option<&'static str>,
+    /// Why BPF is not used, when it is not.
+    fallback_reason: Option<String>,
+    /// Why telemetry stopped, when it did.
+    error: Option<String>,
+    /// Telemetry ticks so far.
+    ticks: u64,
+    /// Running processes (after the first tick).
+    processes: Option<usize>,
+    /// Forks per second.
+    fork_rate: Option<f64>,
+    /// Run-queue latency p99 over the last tick, in µs (BPF with the histogram on).
+    runq_p99_us: Option<u64>,
+    /// Records the consumer read.
+    events_received: u64,
+    /// Records lost.
+    drops: Drops,
+    /// Each probe and its state.
+    probes: Vec<ProbeInfo>,
+}
+
+/// Records lost, by where.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Drops {
+    /// The kernel's ring buffer was full.
+    ring_buffer: u64,
+    /// The bounded channel to the daemon was full.
+    channel: u64,
+}
+
+/// One probe.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProbeInfo {
+    /// Its name (`exec`, `fork`, `oom`, ...).
+    name: &'static str,
+    /// `up`, `down` or `off`.
+    state: &'static str,
+    /// Why it is down.
+    reason: Option<String>,
+}
+
+/// Alert counts.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AlertCounts {
+    /// Kept.
+    kept: usize,
+    /// Active.
+    active: usize,
+}
+
+/// `/stream` clients.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StreamStatus {
+    /// Connected now.
+    clients: usize,
+    /// Dropped for falling behind, since start.
+    dropped: u64,
+}
+
 /// `GET /status`: version, probe mode and counters, model, alerts, insights, streams.
-pub async fn status(State(state): State<AppState>) -> Json<Value> {
+#[utoipa::path(get, path = "/status", tag = "ops", responses(
+    (status = 200, description = "the daemon's state", body = Status),
+    (status = 401, description = "missing or wrong bearer token", body = ErrorBody)))]
+pub async fn status(State(state): State<AppState>) -> Json<Status> {
     let t = state.telemetry();
     let alerts = state.alerts.lock().unwrap_or_else(|e| e.into_inner());
-    let (alerts_total, alerts_active) = (alerts.all().count(), alerts.active_count());
+    let (kept, active) = (alerts.all().count(), alerts.active_count());
     drop(alerts);
     let insights = state
         .insights
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .len();
-    Json(json!({
-        "name": "insightd",
-        "version": VERSION,
-        "uptime_s": state.started.elapsed().as_secs_f64(),
-        "ready": not_ready(&state).is_none(),
-        "telemetry": {
-            "running": t.running,
-            "mode": t.mode,
-            "fallback_reason": t.fallback_reason,
-            "error": t.error,
-            "ticks": t.ticks,
-            "processes": t.table.as_ref().map(|t| t.running()),
-            "fork_rate": t.table.as_ref().map(|t| t.fork_rate()),
-            "runq_p99_us": t.runq_p99_us,
-            "events_received": t.stats.received,
-            "drops": {"ring_buffer": t.stats.ring_drops, "channel": t.stats.channel_drops},
-            "probes": t.probes.iter().map(|p| json!({
-                "name": p.probe.name(),
-                "state": p.state_name(),
-                "reason": p.reason(),
-            })).collect::<Vec<_>>(),
+    Json(Status {
+        name: "insightd",
+        version: VERSION,
+        uptime_s: state.started.elapsed().as_secs_f64(),
+        ready: not_ready(&state).is_none(),
+        telemetry: TelemetryStatus {
+            running: t.running,
+            mode: t.mode,
+            ticks: t.ticks,
+            processes: t.table.as_ref().map(|t| t.running()),
+            fork_rate: t.table.as_ref().map(|t| t.fork_rate()),
+            runq_p99_us: t.runq_p99_us,
+            events_received: t.stats.received,
+            drops: Drops {
+                ring_buffer: t.stats.ring_drops,
+                channel: t.stats.channel_drops,
+            },
+            probes: t
+                .probes
+                .iter()
+                .map(|p| ProbeInfo {
+                    name: p.probe.name(),
+                    state: p.state_name(),
+                    reason: p.reason().map(str::to_string),
+                })
+                .collect(),
+            fallback_reason: t.fallback_reason,
+            error: t.error,
         },
-        "model": model_status(&state),
-        "alerts": {"kept": alerts_total, "active": alerts_active},
-        "insights": insights,
-        "stream": {"clients": state.hub.clients(), "dropped": state.hub.dropped()},
-        "generation_slots_free": state.slots.available_permits(),
-    }))
+        model: model_status(&state),
+        alerts: AlertCounts { kept, active },
+        insights,
+        stream: StreamStatus {
+            clients: state.hub.clients(),
+            dropped: state.hub.dropped(),
+        },
+        generation_slots_free: state.slots.available_permits(),
+    })
 }
 
 /// Query of `/processes`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 pub struct ProcessQuery {
     /// `pid` (default), `cpu` or `rss`.
+    #[param(pattern = "^(pid|cpu|rss)$")]
     sort: Option<String>,
     /// At most this many.
+    #[param(minimum = 0)]
     limit: Option<usize>,
 }
 
-fn process_json(p: &Process, table: &ProcessTable) -> Value {
-    json!({
-        "pid": p.pid,
-        "ppid": p.ppid,
-        "comm": p.comm,
-        "argv": &*p.argv,
-        "uid": p.uid,
-        "cgroup_id": p.cgroup_id,
-        "cpu_percent": (p.cpu_percent * 10.0).round() / 10.0,
-        "rss_bytes": p.rss_bytes,
-        "children": p.children.len(),
-        "running": p.is_running(),
-        "exit_code": p.exit_code(),
-        "oom_killed": p.oom_killed,
-        "descendants": table.descendants(p.pid).len(),
-    })
+/// One process of `/processes`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProcessInfo {
+    /// Process id.
+    pid: u32,
+    /// Parent's id.
+    ppid: u32,
+    /// Command name (16 bytes at most).
+    comm: String,
+    /// Arguments, when seen at exec.
+    argv: Vec<String>,
+    /// User id, when known.
+    uid: Option<u32>,
+    /// cgroup v2 id, when known.
+    cgroup_id: Option<u64>,
+    /// CPU use over the last tick, in percent of one CPU.
+    cpu_percent: f64,
+    /// Resident memory.
+    rss_bytes: u64,
+    /// Children in the table.
+    children: usize,
+    /// False once it exited.
+    running: bool,
+    /// Its exit code, once exited.
+    exit_code: Option<i32>,
+    /// Whether the OOM killer took it.
+    oom_killed: bool,
+    /// Descendants in the table.
+    descendants: usize,
+}
+
+fn process_info(p: &Process, table: &ProcessTable) -> ProcessInfo {
+    ProcessInfo {
+        pid: p.pid,
+        ppid: p.ppid,
+        comm: p.comm.clone(),
+        argv: p.argv.iter().map(|a| a.to_string()).collect(),
+        uid: p.uid,
+        cgroup_id: p.cgroup_id,
+        cpu_percent: (p.cpu_percent * 10.0).round() / 10.0,
+        rss_bytes: p.rss_bytes,
+        children: p.children.len(),
+        running: p.is_running(),
+        exit_code: p.exit_code(),
+        oom_killed: p.oom_killed,
+        descendants: table.descendants(p.pid).len(),
+    }
+}
+
+/// `/processes`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProcessList {
+    /// Running processes in all (before `limit`).
+    total: usize,
+    /// The processes, sorted.
+    processes: Vec<ProcessInfo>,
+}
+
+/// `/processes/{pid}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProcessDetail {
+    /// What `/processes` shows.
+    #[serde(flatten)]
+    info: ProcessInfo,
+    /// The executable, when seen at exec.
+    filename: Option<String>,
+    /// Children's ids.
+    children_pids: Vec<u32>,
+    /// Parent, grandparent, ... up to the table's root.
+    ancestors: Vec<u32>,
+    /// Its cgroup v2 path, while it runs.
+    cgroup: Option<String>,
+    /// It and its running descendants.
+    subtree: Subtree,
+}
+
+/// A process and its running descendants.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Subtree {
+    /// Resident memory in all.
+    rss_bytes: u64,
+    /// CPU in all, in percent of one CPU.
+    cpu_percent: f64,
 }
 
 fn table(state: &AppState) -> Result<std::sync::Arc<ProcessTable>, ApiError> {
@@ -165,10 +415,15 @@ fn table(state: &AppState) -> Result<std::sync::Arc<ProcessTable>, ApiError> {
 }
 
 /// `GET /processes?sort=cpu|rss|pid&limit=N`: running processes.
+#[utoipa::path(get, path = "/processes", tag = "ops", params(ProcessQuery), responses(
+    (status = 200, description = "running processes", body = ProcessList),
+    (status = 400, description = "a bad query", body = ErrorBody),
+    (status = 401, description = "missing or wrong bearer token", body = ErrorBody),
+    (status = 503, description = "the process table is not sampled yet", body = ErrorBody)))]
 pub async fn processes(
     State(state): State<AppState>,
     Query(q): Query<ProcessQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ProcessList>, ApiError> {
     let table = table(&state)?;
     let mut procs: Vec<&Process> = table.iter().filter(|p| p.is_running()).collect();
     match q.sort.as_deref() {
@@ -183,15 +438,22 @@ pub async fn processes(
     }
     let total = procs.len();
     procs.truncate(q.limit.unwrap_or(usize::MAX));
-    let list: Vec<Value> = procs.iter().map(|p| process_json(p, &table)).collect();
-    Ok(Json(json!({"total": total, "processes": list})))
+    let processes = procs.iter().map(|p| process_info(p, &table)).collect();
+    Ok(Json(ProcessList { total, processes }))
 }
 
 /// `GET /processes/{pid}`: one process with its children and ancestors.
+#[utoipa::path(get, path = "/processes/{pid}", tag = "ops",
+    params(("pid" = u32, Path, description = "process id")), responses(
+    (status = 200, description = "the process", body = ProcessDetail),
+    (status = 400, description = "a pid that is not a number", body = ErrorBody),
+    (status = 401, description = "missing or wrong bearer token", body = ErrorBody),
+    (status = 404, description = "no such process in the table", body = ErrorBody),
+    (status = 503, description = "the process table is not sampled yet", body = ErrorBody)))]
 pub async fn process(
     State(state): State<AppState>,
     Path(pid): Path<u32>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ProcessDetail>, ApiError> {
     let table = table(&state)?;
     let p = table.get(pid).ok_or_else(|| {
         ApiError::new(
@@ -200,11 +462,6 @@ pub async fn process(
             format!("no process {pid} in the table (running, or exited in the last 10 s)"),
         )
     })?;
-    let mut v = process_json(p, &table);
-    v["filename"] = json!(p.filename);
-    v["children_pids"] = json!(p.children);
-    v["ancestors"] = json!(table.ancestors(pid));
-    v["cgroup"] = json!(crate::rules::cgroup_path(pid));
     let (rss, cpu) = table
         .descendants(pid)
         .iter()
@@ -213,12 +470,25 @@ pub async fn process(
         .fold((p.rss_bytes, p.cpu_percent), |(r, c), d| {
             (r + d.rss_bytes, c + d.cpu_percent)
         });
-    v["subtree"] = json!({"rss_bytes": rss, "cpu_percent": (cpu * 10.0).round() / 10.0});
-    Ok(Json(v))
+    Ok(Json(ProcessDetail {
+        info: process_info(p, &table),
+        filename: p.filename.clone(),
+        children_pids: p.children.clone(),
+        ancestors: table.ancestors(pid),
+        cgroup: crate::rules::cgroup_path(pid),
+        subtree: Subtree {
+            rss_bytes: rss,
+            cpu_percent: (cpu * 10.0).round() / 10.0,
+        },
+    }))
 }
 
 /// `GET /stream`: server-sent events (`exec`, `fork`, `exit`, `oom`, `tcp`, `alert`,
 /// `insight`). Each client has a bounded queue; one that falls behind is dropped.
+#[utoipa::path(get, path = "/stream", tag = "ops", responses(
+    (status = 200, description = "server-sent events, one JSON object per event", body = String, content_type = "text/event-stream"),
+    (status = 401, description = "missing or wrong bearer token", body = ErrorBody),
+    (status = 503, description = "too many /stream clients (limits.sse_clients)", body = ErrorBody)))]
 pub async fn stream(
     State(state): State<AppState>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
@@ -252,17 +522,43 @@ impl Drop for GaugeGuard {
     }
 }
 
+/// `/alerts`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AlertList {
+    /// Active alerts.
+    active: usize,
+    /// Kept alerts, newest first.
+    alerts: Vec<Alert>,
+}
+
 /// `GET /alerts`: kept alerts, newest first.
-pub async fn alerts(State(state): State<AppState>) -> Json<Value> {
+#[utoipa::path(get, path = "/alerts", tag = "ops", responses(
+    (status = 200, description = "kept alerts, newest first", body = AlertList),
+    (status = 401, description = "missing or wrong bearer token", body = ErrorBody)))]
+pub async fn alerts(State(state): State<AppState>) -> Json<AlertList> {
     let store = state.alerts.lock().unwrap_or_else(|e| e.into_inner());
-    let list: Vec<&crate::rules::Alert> = store.all().rev().collect();
-    Json(json!({"active": store.active_count(), "alerts": list}))
+    Json(AlertList {
+        active: store.active_count(),
+        alerts: store.all().rev().cloned().collect(),
+    })
+}
+
+/// `/insights`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InsightList {
+    /// Kept insights, newest first.
+    insights: Vec<Insight>,
+    /// Why there are none, when there are none.
+    reason: Option<String>,
 }
 
 /// `GET /insights`: kept insights, newest first; says why there are none.
-pub async fn insights(State(state): State<AppState>) -> Json<Value> {
+#[utoipa::path(get, path = "/insights", tag = "ops", responses(
+    (status = 200, description = "kept insights, newest first", body = InsightList),
+    (status = 401, description = "missing or wrong bearer token", body = ErrorBody)))]
+pub async fn insights(State(state): State<AppState>) -> Json<InsightList> {
     let store = state.insights.lock().unwrap_or_else(|e| e.into_inner());
-    let list: Vec<&crate::insights::Insight> = store.all().rev().collect();
+    let list: Vec<Insight> = store.all().rev().cloned().collect();
     let reason = if !list.is_empty() {
         None
     } else if !state.config.insights.enabled {
@@ -275,11 +571,18 @@ pub async fn insights(State(state): State<AppState>) -> Json<Value> {
             ModelState::Ready(_) => "no alert has fired yet".into(),
         })
     };
-    Json(json!({"insights": list, "reason": reason}))
+    Json(InsightList {
+        insights: list,
+        reason,
+    })
 }
 
 /// `GET /metrics`: OpenMetrics text when the scraper asks for it (`Accept:
 /// application/openmetrics-text`), else the Prometheus text format 0.0.4.
+#[utoipa::path(get, path = "/metrics", tag = "ops", responses(
+    (status = 200, description = "Prometheus text format 0.0.4, or OpenMetrics when asked for",
+     content((String = "text/plain"), (String = "application/openmetrics-text"))),
+    (status = 401, description = "missing or wrong bearer token", body = ErrorBody)))]
 pub async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
     crate::metrics::raise_to(&state.metrics.sse_clients_dropped, state.hub.dropped());
     let text = state.metrics.encode();

@@ -12,6 +12,14 @@ fn ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true")
 }
 
+/// Says that the running test is skipped, and why, where `cargo test` shows it: straight to
+/// stderr (libtest captures `eprintln!`, which would make the skip a silent pass).
+pub fn skipped(reason: &str) {
+    use std::io::Write;
+    let test = std::thread::current().name().unwrap_or("?").to_string();
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {reason}");
+}
+
 /// The test model, or `None` (skip) when it is missing outside CI.
 pub fn model() -> Option<PathBuf> {
     match std::env::var_os("EMBER_TEST_MODEL").map(PathBuf::from) {
@@ -21,7 +29,7 @@ pub fn model() -> Option<PathBuf> {
                 "test model not found (EMBER_TEST_MODEL={other:?}): run build-support/fetch-model"
             );
             assert!(!ci(), "{msg}");
-            eprintln!("skipped: {msg}");
+            skipped(&msg);
             None
         }
     }
