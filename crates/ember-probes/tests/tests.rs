@@ -10,6 +10,14 @@ use ember_probes::{Builder, Error, Event, Handle, Probe, ProbeState};
 /// Upper bound for any wait on the kernel; the tests never assert on speed.
 const PATIENCE: Duration = Duration::from_secs(60);
 
+/// Says that the running test is skipped, and why, where `cargo test` shows it: straight to
+/// stderr (libtest captures `eprintln!`, which would make the skip a silent pass).
+fn skipped(reason: &str) {
+    use std::io::Write;
+    let test = std::thread::current().name().unwrap_or("?").to_string();
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {reason}");
+}
+
 fn require_bpf() -> bool {
     std::env::var("EMBER_REQUIRE_BPF").is_ok_and(|v| v == "1")
 }
@@ -24,9 +32,9 @@ fn start(builder: Builder) -> Option<Handle> {
             | Error::NoBtf { .. }
             | Error::KernelTooOld { .. }),
         ) if !require_bpf() => {
-            eprintln!(
-                "skipping: BPF unavailable here ({err}); EMBER_REQUIRE_BPF=1 makes this fail"
-            );
+            skipped(&format!(
+                "BPF unavailable here ({err}); EMBER_REQUIRE_BPF=1 makes this fail"
+            ));
             None
         }
         Err(err) => panic!("starting the probes failed: {err}"),
@@ -682,10 +690,10 @@ mod histograms {
         let dev = std::fs::metadata(&dir).expect("stat the target dir").dev();
         let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
         if major == 0 {
-            eprintln!(
-                "skipping: {} is not on a block device (tmpfs/overlay)",
+            skipped(&format!(
+                "{} is not on a block device (tmpfs/overlay)",
                 dir.display()
-            );
+            ));
             return;
         }
         let path = dir.join(format!("ember-block-{}", std::process::id()));
@@ -790,7 +798,7 @@ mod probe_states {
                 err @ (Error::MissingCapability { .. }
                 | Error::NoBtf { .. }
                 | Error::KernelTooOld { .. }),
-            ) if !require_bpf() => eprintln!("skipping: BPF unavailable here ({err})"),
+            ) if !require_bpf() => skipped(&format!("BPF unavailable here ({err})")),
             Err(err) => panic!("expected ProbeDown, got {err}"),
             Ok(_) => panic!("started with a probe on a missing tracepoint"),
         }
