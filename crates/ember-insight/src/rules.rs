@@ -587,7 +587,140 @@ pub fn cgroup_path(pid: u32) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use ember_probes::{ExecEvent, ExitEvent, ExitStatus, ForkEvent, OomEvent};
+
     use super::*;
+
+    fn fork(ppid: u32, pid: u32, comm: &str) -> Event {
+        Event::Fork(ForkEvent {
+            ts_ns: 1,
+            pid,
+            ppid,
+            comm: comm.into(),
+        })
+    }
+
+    fn exit(pid: u32, ppid: u32, comm: &str, status: u32) -> Event {
+        Event::Exit(ExitEvent {
+            ts_ns: 2,
+            pid,
+            ppid,
+            comm: comm.into(),
+            status: ExitStatus(status),
+            user_time: Duration::ZERO,
+            system_time: Duration::ZERO,
+            max_rss_bytes: 0,
+            start_ns: 1,
+        })
+    }
+
+    /// Feeds `events` to a default engine and evaluates once against a table made of them.
+    fn alerts_for(events: &[Event], store: &mut AlertStore, engine: &mut Engine) -> Vec<Alert> {
+        for ev in events {
+            engine.on_event(ev);
+        }
+        let table = ProcessTable::from_events(events);
+        engine.evaluate(&table, None, store)
+    }
+
+    #[test]
+    fn a_fork_storm_raises_one_fork_rate_alert_naming_the_parent() {
+        let mut engine = Engine::new(RulesConfig::default());
+        let mut store = AlertStore::default();
+        // 100 forks/s over the 10 s window is the threshold: 1 200 forks in the window.
+        let storm: Vec<Event> = (0..1200)
+            .map(|i| fork(4242, 10_000 + i, "forker"))
+            .collect();
+        let calm: Vec<Event> = (0..50).map(|i| fork(77, 20_000 + i, "calm")).collect();
+        let events: Vec<Event> = storm.into_iter().chain(calm).collect();
+        let alerts = alerts_for(&events, &mut store, &mut engine);
+        assert_eq!(alerts.len(), 1, "{alerts:?}");
+        let a = &alerts[0];
+        assert_eq!(a.rule, "fork_rate");
+        assert_eq!(a.subject.pid, 4242);
+        assert_eq!(a.subject.comm, "forker");
+        assert_eq!(a.evidence.value, 120.0);
+        assert!(a.message.contains("forker (pid 4242)"), "{}", a.message);
+        // Firing again within resolve_after_s is the same alert, counted.
+        assert!(alerts_for(&[], &mut store, &mut engine).is_empty());
+        assert_eq!(store.get(a.id).unwrap().count, 2);
+        assert_eq!(store.active_count(), 1);
+    }
+
+    #[test]
+    fn failing_exits_count_per_command_and_ignore_successes() {
+        let mut engine = Engine::new(RulesConfig::default());
+        let mut store = AlertStore::default();
+        let mut events = Vec::new();
+        for i in 0..19 {
+            events.push(exit(30_000 + i, 1, "crashy", 1 << 8)); // exit code 1
+            events.push(exit(40_000 + i, 1, "fine", 0));
+        }
+        assert!(
+            alerts_for(&events, &mut store, &mut engine).is_empty(),
+            "19 < 20"
+        );
+        // The 20th failure, by a signal (SIGSEGV), crosses the threshold.
+        let alerts = alerts_for(&[exit(30_100, 1, "crashy", 11)], &mut store, &mut engine);
+        assert_eq!(alerts.len(), 1, "{alerts:?}");
+        assert_eq!(alerts[0].rule, "failing_exits");
+        assert_eq!(alerts[0].subject.comm, "crashy");
+        assert_eq!(alerts[0].evidence.value, 20.0);
+        assert!(
+            alerts[0].message.contains("last exit -11"),
+            "{}",
+            alerts[0].message
+        );
+    }
+
+    #[test]
+    fn one_oom_kill_is_critical_and_names_the_victim() {
+        let mut engine = Engine::new(RulesConfig::default());
+        let mut store = AlertStore::default();
+        let oom = Event::Oom(OomEvent {
+            ts_ns: 3,
+            pid: 555,
+            comm: "hog".into(),
+            uid: 1000,
+            oom_score_adj: 0,
+            total_vm_bytes: 1 << 30,
+            anon_rss_bytes: 1 << 29,
+            file_rss_bytes: 0,
+            shmem_rss_bytes: 0,
+            trigger_pid: 0,
+        });
+        let alerts = alerts_for(&[oom], &mut store, &mut engine);
+        assert_eq!(alerts.len(), 1, "{alerts:?}");
+        assert_eq!(alerts[0].rule, "oom_kills");
+        assert_eq!(alerts[0].severity, Severity::Critical);
+        assert_eq!(
+            (alerts[0].subject.pid, alerts[0].subject.comm.as_str()),
+            (555, "hog")
+        );
+    }
+
+    #[test]
+    fn a_disabled_rule_ignores_its_events() {
+        let mut config = RulesConfig::default();
+        config.fork_rate.enabled = false;
+        let mut engine = Engine::new(config);
+        let mut store = AlertStore::default();
+        let storm: Vec<Event> = (0..5000).map(|i| fork(9, 50_000 + i, "forker")).collect();
+        assert!(alerts_for(&storm, &mut store, &mut engine).is_empty());
+        // Exec events feed no rule at all.
+        let exec = Event::Exec(ExecEvent {
+            ts_ns: 1,
+            pid: 9,
+            ppid: 1,
+            uid: 0,
+            cgroup_id: 0,
+            comm: "x".into(),
+            filename: "/bin/x".into(),
+            argv: vec!["x".into()],
+            argv_truncated: false,
+        });
+        assert!(alerts_for(&[exec], &mut store, &mut engine).is_empty());
+    }
 
     #[test]
     fn percentiles_of_log2_slots() {

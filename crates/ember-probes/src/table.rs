@@ -155,6 +155,17 @@ impl ProcessTable {
         }
     }
 
+    /// A table made of `events` alone, applied in order, without `/proc`: for replaying
+    /// recorded events, and for testing what reads a table (exited processes are kept 60 s).
+    pub fn from_events<'a>(events: impl IntoIterator<Item = &'a Event>) -> ProcessTable {
+        // Nothing can exist below /dev/null, so no /proc is read.
+        let mut table = ProcessTable::new("/dev/null/proc".into(), Duration::from_secs(60), 4096);
+        for ev in events {
+            table.apply(ev);
+        }
+        table
+    }
+
     /// The process with this pid (running, or exited within the retention time).
     pub fn get(&self, pid: u32) -> Option<&Process> {
         self.procs.get(&pid)
