@@ -17,7 +17,7 @@ fuzz_target!(|data: &[u8]| {
         .and_then(|mut f| f.write_all(data))
         .expect("write the input file");
     let container = gguf::validate_container(&path);
-    let ggml = ggml_accepts(&path);
+    let ggml = gguf::ggml_accepts(&path);
     match (&container, ggml) {
         (Ok(_), false) => panic!("the validator accepted a file ggml rejects"),
         (Err(e), true) => panic!("ggml accepted a file the validator rejects: {e}"),
@@ -29,23 +29,6 @@ fuzz_target!(|data: &[u8]| {
         let _ = Model::load(&path, &ModelParams::default().with_vocab_only(true));
     }
 });
-
-/// Whether ggml's parser accepts the file (metadata and tensor directory, no data read).
-fn ggml_accepts(path: &std::path::Path) -> bool {
-    let c_path = std::ffi::CString::new(path.to_str().expect("UTF-8 path")).expect("no NUL");
-    let params = ember_llama_sys::gguf_init_params {
-        no_alloc: true,
-        ctx: std::ptr::null_mut(),
-    };
-    // SAFETY: a NUL-terminated path; no_alloc with no ggml context to fill.
-    let ctx = unsafe { ember_llama_sys::gguf_init_from_file(c_path.as_ptr(), params) };
-    if ctx.is_null() {
-        return false;
-    }
-    // SAFETY: a context gguf_init_from_file returned, freed once.
-    unsafe { ember_llama_sys::gguf_free(ctx) };
-    true
-}
 
 fn file_path() -> std::path::PathBuf {
     std::env::temp_dir().join(format!("ember-fuzz-gguf-{}", std::process::id()))

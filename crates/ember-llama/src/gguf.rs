@@ -275,6 +275,27 @@ pub fn validate_container(path: &Path) -> Result<GgufSummary> {
     validate_with(path, Rules::Ggml)
 }
 
+/// Whether ggml's own parser (`gguf_init_from_file`, no tensor data read) accepts the file:
+/// the other side of the differential tests and the `gguf` fuzz target.
+#[doc(hidden)]
+pub fn ggml_accepts(path: &Path) -> bool {
+    let Some(c_path) = path.to_str().and_then(|p| std::ffi::CString::new(p).ok()) else {
+        return false;
+    };
+    let params = sys::gguf_init_params {
+        no_alloc: true,
+        ctx: std::ptr::null_mut(),
+    };
+    // SAFETY: a NUL-terminated path; no_alloc with no ggml context to fill.
+    let ctx = unsafe { sys::gguf_init_from_file(c_path.as_ptr(), params) };
+    if ctx.is_null() {
+        return false;
+    }
+    // SAFETY: a context gguf_init_from_file returned, freed once.
+    unsafe { sys::gguf_free(ctx) };
+    true
+}
+
 fn validate_with(path: &Path, rules: Rules) -> Result<GgufSummary> {
     let file = File::open(path).map_err(|source| Error::ModelFile {
         path: path.to_path_buf(),

@@ -918,23 +918,6 @@ mod bad_input {
         assert!(matches!(missing, Err(Error::ModelFile { .. })));
     }
 
-    /// Whether ggml's own parser accepts the file (no tensor data read).
-    fn ggml_accepts(path: &Path) -> bool {
-        let c_path = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
-        let params = ember_llama_sys::gguf_init_params {
-            no_alloc: true,
-            ctx: std::ptr::null_mut(),
-        };
-        // SAFETY: a NUL-terminated path; no_alloc with no ggml context to fill.
-        let ctx = unsafe { ember_llama_sys::gguf_init_from_file(c_path.as_ptr(), params) };
-        if ctx.is_null() {
-            return false;
-        }
-        // SAFETY: a context gguf_init_from_file returned, freed once.
-        unsafe { ember_llama_sys::gguf_free(ctx) };
-        true
-    }
-
     /// The validator's container rules and ggml's parser agree on every file of the corpus,
     /// both ways; the full validator is stricter, never looser. The `gguf` fuzz target holds
     /// the same on generated files.
@@ -951,7 +934,7 @@ mod bad_input {
         for (i, (name, bytes)) in files.iter().enumerate() {
             let path = dir.join(format!("{i:03}.gguf"));
             std::fs::write(&path, bytes).unwrap();
-            let ggml = ggml_accepts(&path);
+            let ggml = ember_llama::gguf::ggml_accepts(&path);
             let container = ember_llama::gguf::validate_container(&path);
             let full = ember_llama::gguf::validate(&path);
             assert_eq!(

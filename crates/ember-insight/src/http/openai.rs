@@ -353,6 +353,30 @@ fn take_slot(state: &AppState, endpoint: &str) -> Result<OwnedSemaphorePermit, A
     })
 }
 
+/// The errors every model endpoint can answer, in the document.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+enum GenerationErrors {
+    /// A malformed or out-of-range request.
+    #[response(status = 400)]
+    BadRequest(ErrorBody),
+    /// A missing or wrong bearer token.
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// A body over `limits.body_bytes`.
+    #[response(status = 413)]
+    TooLarge(ErrorBody),
+    /// Every generation slot is busy.
+    #[response(status = 429)]
+    Busy(ErrorBody),
+    /// The generation failed (see the daemon's log).
+    #[response(status = 500)]
+    Failed(ErrorBody),
+    /// No model is loaded.
+    #[response(status = 503)]
+    NoModel(ErrorBody),
+}
+
 /// `GET /v1/models`.
 #[utoipa::path(get, path = "/v1/models", tag = "openai", responses(
     (status = 200, description = "the loaded model, if one is", body = ModelList),
@@ -547,12 +571,7 @@ fn sse_response(
 #[utoipa::path(post, path = "/v1/completions", tag = "openai", request_body = CompletionRequest, responses(
     (status = 200, description = "the completion; with `stream`, server-sent events of the same shape without `usage`, then `[DONE]`",
      content((Completion = "application/json"), (String = "text/event-stream"))),
-    (status = 400, description = "a malformed or out-of-range request", body = ErrorBody),
-    (status = 401, description = "missing or wrong bearer token", body = ErrorBody),
-    (status = 413, description = "a body over limits.body_bytes", body = ErrorBody),
-    (status = 429, description = "every generation slot is busy", body = ErrorBody),
-    (status = 500, description = "the generation failed (see the log)", body = ErrorBody),
-    (status = 503, description = "no model is loaded", body = ErrorBody)))]
+    GenerationErrors))]
 pub async fn completions(
     State(state): State<AppState>,
     Json(body): Json<CompletionRequest>,
@@ -631,12 +650,7 @@ fn chat_messages(messages: Vec<Message>) -> Result<Vec<ChatMessage>, ApiError> {
 #[utoipa::path(post, path = "/v1/chat/completions", tag = "openai", request_body = ChatRequest, responses(
     (status = 200, description = "the answer; with `stream`, server-sent `chat.completion.chunk` events, then `[DONE]`",
      content((ChatCompletion = "application/json"), (String = "text/event-stream"))),
-    (status = 400, description = "a malformed or out-of-range request", body = ErrorBody),
-    (status = 401, description = "missing or wrong bearer token", body = ErrorBody),
-    (status = 413, description = "a body over limits.body_bytes", body = ErrorBody),
-    (status = 429, description = "every generation slot is busy", body = ErrorBody),
-    (status = 500, description = "the generation failed (see the log)", body = ErrorBody),
-    (status = 503, description = "no model is loaded", body = ErrorBody)))]
+    GenerationErrors))]
 pub async fn chat_completions(
     State(state): State<AppState>,
     Json(body): Json<ChatRequest>,
@@ -686,12 +700,7 @@ pub async fn chat_completions(
 /// `POST /v1/embeddings`.
 #[utoipa::path(post, path = "/v1/embeddings", tag = "openai", request_body = EmbeddingsRequest, responses(
     (status = 200, description = "one vector per input", body = EmbeddingList),
-    (status = 400, description = "a malformed or out-of-range request", body = ErrorBody),
-    (status = 401, description = "missing or wrong bearer token", body = ErrorBody),
-    (status = 413, description = "a body over limits.body_bytes", body = ErrorBody),
-    (status = 429, description = "every generation slot is busy", body = ErrorBody),
-    (status = 500, description = "the generation failed (see the log)", body = ErrorBody),
-    (status = 503, description = "no model is loaded", body = ErrorBody)))]
+    GenerationErrors))]
 pub async fn embeddings(
     State(state): State<AppState>,
     Json(body): Json<EmbeddingsRequest>,

@@ -135,6 +135,20 @@ mod tests {
         ] {
             assert!(paths.contains_key(p), "{p} is missing");
         }
+        // The model endpoints name every error they can send.
+        for p in ["/v1/completions", "/v1/chat/completions", "/v1/embeddings"] {
+            let codes: Vec<&str> = paths[p]["post"]["responses"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(String::as_str)
+                .collect();
+            assert_eq!(
+                codes,
+                ["200", "400", "401", "413", "429", "500", "503"],
+                "{p}"
+            );
+        }
         let limited = super::document_for(8);
         let sampling = &limited["components"]["schemas"]["Sampling"]["properties"];
         assert_eq!(sampling["max_tokens"]["maximum"], 8);
