@@ -173,15 +173,16 @@ impl Reader {
         Ok(u64::from_le_bytes(self.fixed(what)?))
     }
 
-    fn string(&mut self, what: &str) -> Result<String, String> {
+    /// A string's bytes. llama.cpp keeps strings as bytes, so lengths and duplicates are
+    /// judged on the bytes: a lossy UTF-8 copy is longer (U+FFFD is 3 bytes) and can make two
+    /// different names equal.
+    fn string(&mut self, what: &str) -> Result<Vec<u8>, String> {
         let at = self.pos;
         let n = self.u64(what)?;
         if n > MAX_STRING {
             return Err(format!("{what} at offset {at} has absurd length {n}"));
         }
-        let bytes = self.bytes(n, what)?;
-        // llama.cpp keeps strings as bytes; keys and names are compared as UTF-8 here.
-        Ok(String::from_utf8_lossy(&bytes).into_owned())
+        self.bytes(n, what)
     }
 
     /// Skips a string without keeping it (vocabularies hold hundreds of thousands).
@@ -202,7 +203,7 @@ impl Reader {
             return Ok(Value::Scalar(ty, u64::from_le_bytes(a)));
         }
         if ty == ValueType::String {
-            return Ok(Value::Str(self.string(key)?));
+            return Ok(Value::Str(lossy(&self.string(key)?)));
         }
         let at = self.pos;
         let tag = self.u32(key)?;
@@ -353,28 +354,36 @@ fn check(r: &mut Reader, rules: Rules) -> Result<GgufSummary, String> {
     }
 
     let mut keys = HashSet::new();
+    let mut looked_up = HashSet::new();
     let mut alignment = DEFAULT_ALIGNMENT;
     let mut architecture = None;
     let mut n_vocab = None;
     let mut vocab_arrays = Vec::new();
     for _ in 0..n_kv {
         let at = r.pos;
-        let key = r.string("metadata key")?;
-        if key.is_empty() {
+        let raw_key = r.string("metadata key")?;
+        let key = lossy(&raw_key);
+        if raw_key.is_empty() {
             return Err(format!("empty metadata key at offset {at}"));
         }
-        if !keys.insert(key.clone()) {
+        if !keys.insert(raw_key.clone()) {
             return Err(format!("duplicate metadata key `{key}` at offset {at}"));
         }
         let tag = r.u32(&key)?;
         let ty = ValueType::from_tag(tag)
             .ok_or_else(|| format!("metadata `{key}` at offset {at} has unknown type {tag}"))?;
         let value = r.value(ty, &key)?;
-        // ggml itself checks the type of general.alignment only.
-        if llama || key == "general.alignment" {
-            check_known_key(&key, &value)?;
+        // ggml and llama.cpp look keys up as C strings (`strcmp`), and take the first match:
+        // `general.alignment\0x` is general.alignment, and a second one is never read.
+        let c_key = lossy(raw_key_c(&raw_key));
+        if !looked_up.insert(c_key.clone()) {
+            continue;
         }
-        match (key.as_str(), &value) {
+        // ggml itself checks the type of general.alignment only.
+        if llama || c_key == "general.alignment" {
+            check_known_key(&c_key, &value)?;
+        }
+        match (c_key.as_str(), &value) {
             ("general.alignment", Value::Scalar(ValueType::U32, v)) => {
                 if *v == 0 || !v.is_power_of_two() {
                     return Err(format!("general.alignment {v} is not a power of two"));
@@ -405,13 +414,14 @@ fn check(r: &mut Reader, rules: Rules) -> Result<GgufSummary, String> {
     let mut packed_end: u64 = 0;
     for _ in 0..n_tensors {
         let at = r.pos;
-        let name = r.string("tensor name")?;
-        if name.len() as u64 > MAX_NAME {
+        let raw_name = r.string("tensor name")?;
+        let name = lossy(&raw_name);
+        if raw_name.len() as u64 > MAX_NAME {
             return Err(format!(
                 "tensor name at offset {at} is longer than {MAX_NAME} bytes"
             ));
         }
-        if !names.insert(name.clone()) {
+        if !names.insert(raw_name) {
             return Err(format!("duplicate tensor `{name}` at offset {at}"));
         }
         let n_dims = r.u32(&name)?;
@@ -480,6 +490,16 @@ fn check(r: &mut Reader, rules: Rules) -> Result<GgufSummary, String> {
         n_tensors,
         architecture,
     })
+}
+
+/// A key as C code sees it: up to its first NUL.
+fn raw_key_c(raw: &[u8]) -> &[u8] {
+    raw.split(|b| *b == 0).next().unwrap_or_default()
+}
+
+/// A string for messages and for matching known keys (invalid UTF-8 never matches one).
+fn lossy(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// Bytes of a tensor of `ty` with `n_elements` elements and rows of `ne0`.
