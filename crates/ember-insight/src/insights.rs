@@ -351,7 +351,10 @@ pub fn run_worker(shared: Arc<Shared>, jobs: Receiver<InsightJob>) {
     let mut ctx: Option<ember_llama::Context> = None;
     while !shared.stopping.load(Ordering::Relaxed) {
         let job = match jobs.recv_timeout(Duration::from_millis(250)) {
-            Ok(job) => job,
+            Ok(job) => {
+                shared.metrics.insight_queue.dec();
+                job
+            }
             Err(RecvTimeoutError::Timeout) => continue,
             Err(RecvTimeoutError::Disconnected) => break,
         };
@@ -377,7 +380,13 @@ pub fn run_worker(shared: Arc<Shared>, jobs: Receiver<InsightJob>) {
             }
         }
         let Some(c) = ctx.as_mut() else { continue };
-        match generate(&llm, c, &job, shared.config.insights.max_tokens) {
+        let started = Instant::now();
+        let result = generate(&llm, c, &job, shared.config.insights.max_tokens);
+        shared
+            .metrics
+            .insight_seconds
+            .observe(started.elapsed().as_secs_f64());
+        match result {
             Ok(insight) => {
                 log::info!(
                     "insight for alert {} in {} ms: {}",

@@ -8,6 +8,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 /// Label of per-rule metrics.
@@ -22,6 +23,13 @@ pub struct RuleLabel {
 pub struct ProbeLabel {
     /// The probe name (`exec`, `oom`, `run_queue`, ...).
     pub probe: String,
+}
+
+/// Label of per-kind event metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    /// The event kind (`exec`, `fork`, `exit`, `oom`, `tcp`, `exec_failed`).
+    pub kind: &'static str,
 }
 
 /// Label of per-endpoint metrics.
@@ -54,6 +62,10 @@ pub struct Metrics {
     pub insights: Counter,
     /// Insights that failed.
     pub insight_failures: Counter,
+    /// Seconds from an insight job's start to its insight (or failure).
+    pub insight_seconds: Histogram,
+    /// Insight jobs waiting for the worker.
+    pub insight_queue: Gauge,
     /// Alerts that got no insight because of the rate limit or a full queue.
     pub insights_skipped: Counter,
     /// `/stream` clients connected now.
@@ -64,6 +76,8 @@ pub struct Metrics {
     pub unauthorized: Counter,
     /// Probe events read.
     pub probe_events: Counter,
+    /// Probe events the rules saw, by kind.
+    pub events: Family<KindLabel, Counter>,
     /// Records lost in the BPF ring buffer.
     pub probe_ring_drops: Counter,
     /// Events lost in the probe channel.
@@ -96,11 +110,14 @@ impl Metrics {
             alerts_active: Gauge::default(),
             insights: Counter::default(),
             insight_failures: Counter::default(),
+            insight_seconds: Histogram::new(exponential_buckets(0.25, 2.0, 10)),
+            insight_queue: Gauge::default(),
             insights_skipped: Counter::default(),
             sse_clients: Gauge::default(),
             sse_clients_dropped: Counter::default(),
             unauthorized: Counter::default(),
             probe_events: Counter::default(),
+            events: Family::default(),
             probe_ring_drops: Counter::default(),
             probe_channel_drops: Counter::default(),
             processes: Gauge::default(),
@@ -156,6 +173,16 @@ impl Metrics {
             m.insight_failures.clone(),
         );
         registry.register(
+            "insight_seconds",
+            "Seconds from an insight job's start to its insight or failure",
+            m.insight_seconds.clone(),
+        );
+        registry.register(
+            "insight_queue",
+            "Insight jobs waiting for the worker",
+            m.insight_queue.clone(),
+        );
+        registry.register(
             "insights_skipped",
             "Alerts left without insight by the rate limit or a full queue",
             m.insights_skipped.clone(),
@@ -176,6 +203,11 @@ impl Metrics {
             m.unauthorized.clone(),
         );
         registry.register("probe_events", "Probe events read", m.probe_events.clone());
+        registry.register(
+            "events",
+            "Probe events the rules saw, by kind",
+            m.events.clone(),
+        );
         registry.register(
             "probe_ring_drops",
             "Records lost in the BPF ring buffer",

@@ -159,6 +159,11 @@ fn run(
         match handle.events().recv_timeout(wait) {
             Ok(event) => {
                 engine.on_event(&event);
+                shared
+                    .metrics
+                    .events
+                    .get_or_create(&crate::metrics::KindLabel { kind: event.kind() })
+                    .inc();
                 if shared.hub.has_clients() {
                     let (kind, data) = event_json(&event);
                     shared.hub.publish(kind, data.to_string());
@@ -239,16 +244,21 @@ fn run(
                     context: ProcessContext::from_table(&table, alert.subject.pid),
                     alert,
                 };
+                // Counted before the send, so the worker never takes the gauge below 0.
+                shared.metrics.insight_queue.inc();
                 match tx.try_send(job) {
                     Ok(()) => {}
                     Err(TrySendError::Full(job)) => {
+                        shared.metrics.insight_queue.dec();
                         shared.metrics.insights_skipped.inc();
                         log::info!(
                             "no insight for alert {}: the insight queue is full",
                             job.alert.id
                         );
                     }
-                    Err(TrySendError::Disconnected(_)) => {}
+                    Err(TrySendError::Disconnected(_)) => {
+                        shared.metrics.insight_queue.dec();
+                    }
                 }
             }
         }

@@ -145,6 +145,19 @@ pub enum Event {
 }
 
 impl Event {
+    /// Its name: `exec`, `fork`, `exit`, `oom`, `tcp` or `exec_failed` (the SSE event name and
+    /// metric label insightd uses).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::Exec(_) => "exec",
+            Event::Fork(_) => "fork",
+            Event::Exit(_) => "exit",
+            Event::Oom(_) => "oom",
+            Event::Tcp(_) => "tcp",
+            Event::ExecFailed(_) => "exec_failed",
+        }
+    }
+
     /// The process the event is about (for [`Event::Fork`], the child).
     pub fn pid(&self) -> u32 {
         match self {
