@@ -7,6 +7,7 @@ mod common;
 
 mod api;
 mod errors;
+mod grafana;
 mod injection;
 mod limits;
 mod ops;
