@@ -1,11 +1,12 @@
-//! The HTTP API (axum): operations endpoints ([`ops`]) and the OpenAI-compatible ones
-//! ([`openai`]), behind a bearer-token check and a body size limit.
+//! The HTTP API (axum): operations endpoints ([`ops`]), the OpenAI-compatible ones
+//! ([`openai`]) and the dashboard ([`ui`]), behind a bearer-token check and a body size limit.
 
 pub mod openai;
 pub mod openapi;
 pub mod ops;
 #[cfg(test)]
 mod tests;
+pub mod ui;
 
 use std::sync::Arc;
 
@@ -25,6 +26,10 @@ pub type AppState = Arc<Shared>;
 pub fn app(state: AppState) -> Router {
     let body_limit = state.config.limits.body_bytes;
     Router::new()
+        .route("/", get(ui::index))
+        .route("/ui/", get(ui::index))
+        .route("/ui/auth.json", get(ui::auth))
+        .route("/ui/{file}", get(ui::file))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/status", get(ops::status))
@@ -119,13 +124,14 @@ async fn openai_errors(req: Request, next: Next) -> Response {
 }
 
 /// Checks `Authorization: Bearer <token>` when a token is configured. `/healthz` and
-/// `/readyz` stay open so that orchestrators can probe without the secret.
+/// `/readyz` stay open so that orchestrators can probe without the secret, and the dashboard's
+/// page and assets (no data; the page asks for the token) so that a browser can load them.
 async fn auth(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let Some(token) = state.config.token.as_deref().filter(|t| !t.is_empty()) else {
         return next.run(req).await;
     };
     let path = req.uri().path();
-    if path == "/healthz" || path == "/readyz" {
+    if path == "/healthz" || path == "/readyz" || ui::is_page(path) {
         return next.run(req).await;
     }
     let given = req

@@ -13,7 +13,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{OpenApi as Document, SecurityRequirement};
 use utoipa::{Modify, OpenApi};
 
-use super::{openai, ops, AppState};
+use super::{openai, ops, ui, AppState};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -23,6 +23,9 @@ use super::{openai, ops, AppState};
         license(name = "Apache-2.0 OR MIT"),
     ),
     paths(
+        ui::index,
+        ui::file,
+        ui::auth,
         ops::healthz,
         ops::readyz,
         ops::version,
@@ -43,12 +46,13 @@ use super::{openai, ops, AppState};
     tags(
         (name = "ops", description = "health, state, processes, alerts, insights, metrics"),
         (name = "openai", description = "OpenAI-compatible endpoints served by the loaded model"),
+        (name = "ui", description = "the dashboard page and its files (no data, no token)"),
     )
 )]
 struct Api;
 
-/// The optional bearer token (`--token`): every path but `/healthz` and `/readyz` asks for it
-/// when one is configured.
+/// The optional bearer token (`--token`): every path but `/healthz`, `/readyz` and the
+/// dashboard's files asks for it when one is configured.
 struct Bearer;
 
 impl Modify for Bearer {
@@ -59,7 +63,7 @@ impl Modify for Bearer {
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
         for (path, item) in doc.paths.paths.iter_mut() {
-            if path == "/healthz" || path == "/readyz" {
+            if path == "/healthz" || path == "/readyz" || ui::is_page(path) {
                 continue;
             }
             for op in [&mut item.get, &mut item.post].into_iter().flatten() {
@@ -132,6 +136,9 @@ mod tests {
             "/v1/chat/completions",
             "/v1/embeddings",
             "/openapi.json",
+            "/",
+            "/ui/{file}",
+            "/ui/auth.json",
         ] {
             assert!(paths.contains_key(p), "{p} is missing");
         }

@@ -171,6 +171,8 @@ pub struct Status {
     name: &'static str,
     /// The crate version.
     version: &'static str,
+    /// llama.cpp's system info: its backends and the CPU features ggml uses.
+    backend: &'static str,
     /// Seconds since start.
     uptime_s: f64,
     /// What `/readyz` says.
@@ -254,6 +256,12 @@ pub struct StreamStatus {
     dropped: u64,
 }
 
+/// llama.cpp's system info, read once: it does not change while the process runs.
+fn backend() -> &'static str {
+    static INFO: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    INFO.get_or_init(ember_llama::system_info)
+}
+
 /// `GET /status`: version, probe mode and counters, model, alerts, insights, streams.
 #[utoipa::path(get, path = "/status", tag = "ops", responses(
     (status = 200, description = "the daemon's state", body = Status),
@@ -271,6 +279,7 @@ pub async fn status(State(state): State<AppState>) -> Json<Status> {
     Json(Status {
         name: "insightd",
         version: VERSION,
+        backend: backend(),
         uptime_s: state.started.elapsed().as_secs_f64(),
         ready: not_ready(&state).is_none(),
         telemetry: TelemetryStatus {
@@ -338,6 +347,8 @@ pub struct ProcessInfo {
     cpu_percent: f64,
     /// Resident memory.
     rss_bytes: u64,
+    /// Seconds since it started, when known.
+    age_s: Option<f64>,
     /// Children in the table.
     children: usize,
     /// False once it exited.
@@ -360,6 +371,10 @@ fn process_info(p: &Process, table: &ProcessTable) -> ProcessInfo {
         cgroup_id: p.cgroup_id,
         cpu_percent: (p.cpu_percent * 10.0).round() / 10.0,
         rss_bytes: p.rss_bytes,
+        age_s: p
+            .started
+            .and_then(|t| t.elapsed().ok())
+            .map(|d| (d.as_secs_f64() * 10.0).round() / 10.0),
         children: p.children.len(),
         running: p.is_running(),
         exit_code: p.exit_code(),

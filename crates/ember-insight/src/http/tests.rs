@@ -89,6 +89,36 @@ async fn the_token_guards_every_path_but_the_probes() {
     assert_eq!(state.metrics.unauthorized.get(), 20);
 }
 
+#[tokio::test]
+async fn the_dashboard_loads_without_the_token_and_holds_no_data() {
+    let state = state_with(|c| c.token = Some("s3cret".into()));
+    for (path, content_type) in [
+        ("/", "text/html"),
+        ("/ui/", "text/html"),
+        ("/ui/index.html", "text/html"),
+        ("/ui/app.js", "text/javascript"),
+        ("/ui/app.css", "text/css"),
+    ] {
+        let (status, headers, body) = call(&state, Method::GET, path, None, None).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        let ct = headers[header::CONTENT_TYPE].to_str().unwrap();
+        assert!(ct.starts_with(content_type), "{path}: {ct}");
+        let csp = headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+        assert!(csp.contains("connect-src 'self'"), "{path}: {csp}");
+        assert!(!body.as_str().unwrap().is_empty(), "{path}");
+    }
+    // The page learns that it must ask for the token, and nothing else.
+    let (status, _, body) = call(&state, Method::GET, "/ui/auth.json", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, json!({"token_required": true}));
+    let open = state_with(|_| {});
+    let (_, _, body) = call(&open, Method::GET, "/ui/auth.json", None, None).await;
+    assert_eq!(body, json!({"token_required": false}));
+    let (status, _, body) = call(&state, Method::GET, "/ui/secrets", None, None).await;
+    assert_error("/ui/secrets", status, &body, "not_found");
+    assert_eq!(state.metrics.unauthorized.get(), 0);
+}
+
 /// What a case sends (what, method, path, body) and wants back (status, error type).
 type Case = (
     &'static str,
