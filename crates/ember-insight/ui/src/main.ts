@@ -5,7 +5,7 @@
 
 import { Unauthorized, getJson, readStream, setToken, token } from "./api";
 import { byId } from "./dom";
-import { Alerts, Insights, RecentExits, renderStatus } from "./panels";
+import { Alerts, Insights, RecentExits, renderCounts, renderStatus } from "./panels";
 import { Rates } from "./sparkline";
 import { ProcessTree } from "./tree";
 import type { Alert, ExitEvent, Insight, ProcessList, Status } from "./types";
@@ -94,7 +94,11 @@ function run(first: Status): void {
   session?.abort();
   const ctl = new AbortController();
   session = ctl;
-  timed(() => renderStatus(first));
+  let status = first;
+  timed(() => {
+    renderStatus(first);
+    renderCounts(first, alerts, insights);
+  });
 
   const failed = (err: unknown) => {
     if (ctl.signal.aborted) return;
@@ -122,7 +126,11 @@ function run(first: Status): void {
 
   every(2000, async () => {
     const s = await getJson<Status>("/status", ctl.signal);
-    timed(() => renderStatus(s));
+    status = s;
+    timed(() => {
+      renderStatus(s);
+      renderCounts(s, alerts, insights);
+    });
   });
   every(2000, async () => {
     const list = await getJson<ProcessList>("/processes", ctl.signal);
@@ -156,10 +164,16 @@ function run(first: Status): void {
           conn.dataset.state = "live";
           switch (e.kind) {
             case "alert":
-              timed(() => alerts.upsert(JSON.parse(e.data) as Alert));
+              timed(() => {
+                alerts.upsert(JSON.parse(e.data) as Alert);
+                renderCounts(status, alerts, insights);
+              });
               break;
             case "insight":
-              timed(() => insights.add(JSON.parse(e.data) as Insight));
+              timed(() => {
+                insights.add(JSON.parse(e.data) as Insight);
+                renderCounts(status, alerts, insights);
+              });
               break;
             case "exit":
               rates.count(e.kind);

@@ -43,7 +43,22 @@ export function renderStatus(s: Status): void {
   }
   setText(byId("model"), model);
   byId("model").dataset.state = m.state;
-  setText(byId("counts"), `${t.processes ?? "–"} processes · ${s.alerts.active} active alerts · ${s.insights} insights`);
+}
+
+/** The header's counts: /status's figures, raised by what /stream has shown since (an alert or
+ * insight that arrived between two polls is counted at once, not up to 2 s later). */
+export function renderCounts(s: Status | null, alerts: Alerts, insights: Insights): void {
+  const processes = s?.telemetry.processes;
+  const active = Math.max(s?.alerts.active ?? 0, alerts.activeCount());
+  const made = Math.max(s?.insights ?? 0, insights.count());
+  setText(
+    byId("counts"),
+    `${processes ?? "–"} processes · ${plural(active, "active alert")} · ${plural(made, "insight")}`,
+  );
+}
+
+function plural(n: number, noun: string): string {
+  return `${n} ${noun}${n === 1 ? "" : "s"}`;
 }
 
 export class Alerts {
@@ -71,6 +86,12 @@ export class Alerts {
 
   get(id: number): Alert | undefined {
     return this.alerts.get(id);
+  }
+
+  activeCount(): number {
+    let n = 0;
+    for (const a of this.alerts.values()) if (a.active) n++;
+    return n;
   }
 
   private render(): void {
@@ -134,6 +155,10 @@ export class Insights {
   add(i: Insight): void {
     this.insights.set(i.alert_id, i);
     this.render();
+  }
+
+  count(): number {
+    return this.insights.size;
   }
 
   private render(): void {
