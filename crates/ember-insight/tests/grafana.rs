@@ -239,7 +239,7 @@ async fn dashboard_names_only_metrics_insightd_exports() {
 /// what they expand to) for `promtool check rules`.
 #[test]
 fn dashboard_queries_parse_as_promql() {
-    let Ok(promtool) = which("promtool") else {
+    let Some(promtool) = common::which("promtool") else {
         let msg =
             "promtool not found: install the apt package prometheus (build-support/apt-packages)";
         assert!(std::env::var("CI").as_deref() != Ok("true"), "{msg}");
@@ -290,14 +290,4 @@ fn dashboard_queries_parse_as_promql() {
         report.contains(&format!("{} rules found", queries.len())),
         "{report}"
     );
-}
-
-fn which(program: &str) -> Result<std::path::PathBuf, ()> {
-    std::env::var_os("PATH")
-        .and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|d| d.join(program))
-                .find(|p| p.is_file())
-        })
-        .ok_or(())
 }

@@ -78,7 +78,7 @@ async fn healthz_at_once_readyz_after_the_model_loads() {
 /// Must show 4: /metrics passes `promtool check metrics`.
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_pass_promtool() {
-    let Ok(promtool) = which("promtool") else {
+    let Some(promtool) = common::which("promtool") else {
         let msg =
             "promtool not found: install the apt package prometheus (build-support/apt-packages)";
         assert!(std::env::var("CI").as_deref() != Ok("true"), "{msg}");
@@ -140,16 +140,6 @@ async fn metrics_pass_promtool() {
         "promtool check metrics: {} {report}\n--- metrics ---\n{text}",
         out.status
     );
-}
-
-fn which(name: &str) -> Result<std::path::PathBuf, ()> {
-    std::env::var_os("PATH")
-        .and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|p| p.join(name))
-                .find(|p| p.is_file())
-        })
-        .ok_or(())
 }
 
 /// `insightd --once` prints a report, without a model and with one, and `--version` prints

@@ -12,49 +12,7 @@ use crate::common::{self, Daemon};
 /// The storm's command name: a copy of /bin/sh under this name runs the loop.
 const STORM: &str = "emberstorm";
 
-const CONFIG: &str = r#"
-[model]
-ctx_size = 1024
-
-[insights]
-# One insight per rule and command: other programs forking fast on this host (builds)
-# do not queue several insights ahead of the storm's.
-min_interval_s = 600.0
-max_tokens = 200
-
-[rules]
-resolve_after_s = 600.0
-
-[rules.fork_rate]
-threshold = 20.0
-window_s = 3.0
-severity = "critical"
-
-# Only the rule under test, so that its insight is not queued behind others.
-[rules.subtree_rss_mb]
-enabled = false
-threshold = 1.0
-window_s = 1.0
-severity = "info"
-
-[rules.subtree_cpu_percent]
-enabled = false
-threshold = 1.0
-window_s = 1.0
-severity = "info"
-
-[rules.failing_exits]
-enabled = false
-threshold = 1.0
-window_s = 1.0
-severity = "info"
-
-[rules.runq_p99_us]
-enabled = false
-threshold = 1.0
-window_s = 1.0
-severity = "info"
-"#;
+const CONFIG: &str = include_str!("fork-storm.toml");
 
 struct Storm(Child);
 

@@ -215,6 +215,15 @@ impl Drop for Daemon {
     }
 }
 
+/// `program`'s path on PATH, as a shell finds it.
+pub fn which(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(program))
+            .find(|p| p.is_file())
+    })
+}
+
 /// Value of a metric sample line (`name{labels} value`) in OpenMetrics text.
 pub fn metric(text: &str, sample: &str) -> Option<f64> {
     text.lines()

@@ -6,7 +6,7 @@
 // Screenshots (full page) go to target/ui-screenshots/. Run by build-support/check-ui.
 
 import assert from "node:assert/strict";
-import { existsSync, rmSync } from "node:fs";
+import { existsSync, readFileSync, rmSync } from "node:fs";
 import { test } from "node:test";
 
 import {
@@ -35,49 +35,9 @@ const MARKER = "emberuimarker";
 const STORM = "emberuistorm";
 const TOKEN = `ui-dashboard-${process.pid}-${Date.now()}`;
 
-// As crates/ember-insight/tests/storm.rs: fork_rate fires within seconds of the storm, one
-// insight per rule and command (fast forkers elsewhere on the host queue no insights ahead of
-// the storm's), and the other rules off so that nothing else competes for the model.
-const CONFIG = `
-[model]
-ctx_size = 1024
-
-[insights]
-min_interval_s = 600.0
-max_tokens = 200
-
-[rules]
-resolve_after_s = 600.0
-
-[rules.fork_rate]
-threshold = 20.0
-window_s = 3.0
-severity = "critical"
-
-[rules.subtree_rss_mb]
-enabled = false
-threshold = 1.0
-window_s = 1.0
-severity = "info"
-
-[rules.subtree_cpu_percent]
-enabled = false
-threshold = 1.0
-window_s = 1.0
-severity = "info"
-
-[rules.failing_exits]
-enabled = false
-threshold = 1.0
-window_s = 1.0
-severity = "info"
-
-[rules.runq_p99_us]
-enabled = false
-threshold = 1.0
-window_s = 1.0
-severity = "info"
-`;
+// The config of crates/ember-insight/tests/storm.rs: fork_rate fires within seconds of the
+// storm, one insight per rule and command, every other rule off.
+const CONFIG = readFileSync(new URL("../../tests/fork-storm.toml", import.meta.url), "utf8");
 
 test("the dashboard: status, process tree, a fork storm's alert and its insight", { timeout: 600_000 }, async (t) => {
   if (!existsSync(CHROMIUM)) return missing(t, `no Chromium at ${CHROMIUM} (apt: chromium)`);
