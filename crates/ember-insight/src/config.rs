@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, clap::Parser)]
 #[command(name = "insightd", version = crate::state::VERSION, about, long_about = None)]
 pub struct Cli {
-    /// Config file (YAML if it ends in .yaml/.yml, else TOML).
+    /// Config file (TOML).
     #[arg(short, long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Address to listen on; anything but loopback needs --token.
@@ -386,24 +386,29 @@ impl Default for InsightConfig {
 }
 
 impl Config {
-    /// Reads a YAML (`.yaml`, `.yml`) or TOML file.
+    /// Reads a TOML file.
     ///
     /// # Errors
     ///
-    /// The file cannot be read or does not parse (the message names the file and the field).
+    /// The file cannot be read or does not parse (the message names the file and the field),
+    /// or it is named `.yaml`/`.yml`: YAML configs are no longer read (serde_yaml is
+    /// unmaintained), and the error says how to convert one.
     pub fn from_file(path: &Path) -> anyhow::Result<Config> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read config file {}", path.display()))?;
-        let yaml = matches!(
+        if matches!(
             path.extension().and_then(|e| e.to_str()),
             Some("yaml" | "yml")
-        );
-        if yaml {
-            serde_yaml::from_str(&text)
-                .with_context(|| format!("invalid YAML config {}", path.display()))
-        } else {
-            toml::from_str(&text).with_context(|| format!("invalid TOML config {}", path.display()))
+        ) {
+            anyhow::bail!(
+                "config file {} is YAML, which insightd no longer reads (its parser \
+                 serde_yaml is unmaintained): write it as TOML, e.g. `fork_rate:` with \
+                 `threshold: 5.0` under `rules:` becomes `[rules.fork_rate]` with \
+                 `threshold = 5.0` (see the README's Configuration), and pass the .toml file",
+                path.display()
+            );
         }
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("invalid TOML config {}", path.display()))
     }
 
     /// The file named by `--config` (or the defaults), with the flags applied, validated.
@@ -551,17 +556,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn toml_and_yaml_give_the_same_config() {
-        let toml_text = "bind = \"127.0.0.1:4000\"\n[rules.fork_rate]\nthreshold = 5.0\nwindow_s = 2.0\nseverity = \"critical\"\n";
-        let yaml_text = "bind: 127.0.0.1:4000\nrules:\n  fork_rate:\n    threshold: 5.0\n    window_s: 2.0\n    severity: critical\n";
-        let a: Config = toml::from_str(toml_text).unwrap();
-        let b: Config = serde_yaml::from_str(yaml_text).unwrap();
-        for c in [&a, &b] {
-            assert_eq!(c.bind.port(), 4000);
-            assert_eq!(c.rules.fork_rate.threshold, 5.0);
-            assert_eq!(c.rules.fork_rate.severity, Severity::Critical);
-            assert_eq!(c.rules.oom_kills.threshold, 1.0);
-        }
+    fn a_toml_config_is_read_and_a_yaml_one_refused_with_a_way_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let toml_path = dir.path().join("insightd.toml");
+        std::fs::write(
+            &toml_path,
+            "bind = \"127.0.0.1:4000\"\n[rules.fork_rate]\nthreshold = 5.0\nwindow_s = 2.0\nseverity = \"critical\"\n",
+        )
+        .unwrap();
+        let c = Config::from_file(&toml_path).unwrap();
+        assert_eq!(c.bind.port(), 4000);
+        assert_eq!(c.rules.fork_rate.threshold, 5.0);
+        assert_eq!(c.rules.fork_rate.severity, Severity::Critical);
+        assert_eq!(c.rules.oom_kills.threshold, 1.0);
+
+        let yaml_path = dir.path().join("insightd.yaml");
+        std::fs::write(&yaml_path, "bind: 127.0.0.1:4000\n").unwrap();
+        let err = format!("{:#}", Config::from_file(&yaml_path).unwrap_err());
+        assert!(err.contains("insightd.yaml is YAML"), "{err}");
+        assert!(err.contains("write it as TOML"), "{err}");
     }
 
     #[test]

@@ -6,15 +6,16 @@
 //! that would exceed it are dropped and counted.
 //!
 //! A mutex and a condition variable, not a channel: a blocked reader sleeps on the condition
-//! variable at once, where crossbeam's receiver first spins and calls `sched_yield` a few
-//! times per wait, which at a 100 Hz poll timer cost more CPU than the events it waited for.
+//! variable at once, where a channel's receiver (crossbeam's, and std's `mpsc`, built on it)
+//! first spins and calls `sched_yield` a few times per wait, which at a 100 Hz poll timer cost
+//! more CPU than the events it waited for. The error types are std's.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-pub use crossbeam_channel::{RecvError, RecvTimeoutError, TryRecvError};
+pub use std::sync::mpsc::{RecvError, RecvTimeoutError, TryRecvError};
 
 use crate::event::Event;
 

@@ -6,11 +6,11 @@ use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Sender;
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::{Link, MapCore, MapFlags, MapHandle, RingBufferBuilder};
 
@@ -349,7 +349,7 @@ impl Builder {
             stop: AtomicBool::new(false),
             received: AtomicU64::new(0),
         });
-        let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
+        let (ready_tx, ready_rx) = sync_channel(1);
         let thread_shared = Arc::clone(&shared);
         let mode = self.mode;
         let thread = std::thread::Builder::new()
@@ -547,7 +547,7 @@ fn load_error(err: &libbpf_rs::Error) -> Error {
     }
 }
 
-type Ready = Sender<Result<Started>>;
+type Ready = SyncSender<Result<Started>>;
 
 /// Opens the object and loads the programs of the probes in `on`.
 fn open_and_load<'obj>(

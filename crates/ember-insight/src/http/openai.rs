@@ -562,7 +562,7 @@ fn sse_response(
     let mut resp = Sse::new(stream).into_response();
     resp.headers_mut().insert(
         header::CACHE_CONTROL,
-        "no-cache".parse().expect("static header"),
+        header::HeaderValue::from_static("no-cache"),
     );
     resp
 }
