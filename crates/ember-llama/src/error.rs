@@ -8,13 +8,14 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum Error {
     /// The model file does not exist or cannot be opened.
-    #[error("cannot open model file {path}: {source}")]
+    // The I/O error is in the message and is not also a `source()`: `{:#}` (anyhow) would
+    // print it twice.
+    #[error("cannot open model file {path}: {error}")]
     ModelFile {
         /// The path given.
         path: PathBuf,
         /// The I/O error.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The file is not a well-formed GGUF file (checked before llama.cpp sees it).
     #[error("{path} is not a valid GGUF file: {reason}")]

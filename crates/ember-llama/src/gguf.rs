@@ -298,15 +298,15 @@ pub fn ggml_accepts(path: &Path) -> bool {
 }
 
 fn validate_with(path: &Path, rules: Rules) -> Result<GgufSummary> {
-    let file = File::open(path).map_err(|source| Error::ModelFile {
+    let file = File::open(path).map_err(|error| Error::ModelFile {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
     let len = file
         .metadata()
-        .map_err(|source| Error::ModelFile {
+        .map_err(|error| Error::ModelFile {
             path: path.to_path_buf(),
-            source,
+            error,
         })?
         .len();
     if !file.metadata().map(|m| m.is_file()).unwrap_or(false) {

@@ -77,16 +77,18 @@ pub enum Error {
         reason: String,
     },
     /// Reading `/proc` failed.
-    #[error("reading {path}: {source}")]
+    // The I/O errors are in the messages and are not also a `source()`: `{:#}` (anyhow)
+    // would print them twice.
+    #[error("reading {path}: {error}")]
     Procfs {
         /// The file or directory.
         path: PathBuf,
         /// The I/O error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// Starting the poller thread failed.
     #[error("starting the poller thread: {0}")]
-    Thread(#[source] std::io::Error),
+    Thread(std::io::Error),
     /// The poller thread stopped with an error or panicked.
     #[error("the poller thread failed: {0}")]
     Poller(String),

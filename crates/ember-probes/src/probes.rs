@@ -770,10 +770,10 @@ fn run_bpf(
             Ok(())
         }
     };
-    if let Err(source) = seeded {
+    if let Err(error) = seeded {
         let _ = ready.send(Err(Error::Procfs {
             path: cfg.proc_root.clone(),
-            source,
+            error,
         }));
         return Ok(());
     }
@@ -861,10 +861,10 @@ fn run_procfs(cfg: &Builder, shared: &Shared, waiter: &Waiter, ready: &Ready) ->
         let mut table = shared.table();
         table.scan_procfs(true).map(|()| table.sample(false))
     };
-    if let Err(source) = seeded {
+    if let Err(error) = seeded {
         let _ = ready.send(Err(Error::Procfs {
             path: cfg.proc_root.clone(),
-            source,
+            error,
         }));
         return Ok(());
     }
@@ -887,9 +887,9 @@ fn run_procfs(cfg: &Builder, shared: &Shared, waiter: &Waiter, ready: &Ready) ->
             continue;
         }
         let mut table = shared.table();
-        table.scan_procfs(true).map_err(|source| Error::Procfs {
+        table.scan_procfs(true).map_err(|error| Error::Procfs {
             path: cfg.proc_root.clone(),
-            source,
+            error,
         })?;
         table.sample(false);
         next = after(cfg.sample_interval);

@@ -101,7 +101,7 @@ fn effective_caps() -> Result<u64> {
     if rc != 0 {
         return Err(Error::Procfs {
             path: "capget(2)".into(),
-            source: std::io::Error::last_os_error(),
+            error: std::io::Error::last_os_error(),
         });
     }
     Ok(u64::from(data[0].effective) | u64::from(data[1].effective) << 32)
