@@ -1,7 +1,9 @@
 //! Typed events, parsed from the records the BPF programs write to the ring buffer.
 //!
-//! The `Raw*` structs mirror `src/bpf/probes.h` field by field; `Event::parse` is the only
-//! place that reads ring-buffer bytes.
+//! The `Raw*` structs mirror `src/bpf/probes.h` field by field (with byte arrays where C has
+//! `char`); a compile-time check below holds each to the layout of the type the skeleton
+//! generates from the object's BTF, so a field added to the header alone fails the build.
+//! `Event::parse` is the only place that reads ring-buffer bytes.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
@@ -109,6 +111,108 @@ struct RawTcp {
     duration_ns: u64,
     comm: [u8; TASK_COMM_LEN],
 }
+
+/// Fails the build unless `$raw` has the size of the skeleton's `$c` (from probes.h) and each
+/// listed field sits at the same offset in both. Every field of `$raw` must be listed: the
+/// destructuring pattern does not compile if one is missing, so size and offsets cover all.
+macro_rules! same_layout {
+    ($raw:ident, $c:ident, [$($field:ident),+ $(,)?]) => {
+        const _: () = {
+            use crate::skel::types::$c as C;
+            #[allow(dead_code)]
+            fn every_field_listed(r: $raw) {
+                let $raw { $($field: _),+ } = r;
+            }
+            assert!(
+                std::mem::size_of::<$raw>() == std::mem::size_of::<C>(),
+                concat!(stringify!($raw), " and probes.h's struct ", stringify!($c), " differ in size: update one to match the other")
+            );
+            $(assert!(
+                std::mem::offset_of!($raw, $field) == std::mem::offset_of!(C, $field),
+                concat!(stringify!($raw), ".", stringify!($field), " is not at the offset of ", stringify!($c), ".", stringify!($field), " in probes.h")
+            );)+
+        };
+    };
+}
+
+same_layout!(RawHeader, event_header, [kind, pid, ts_ns]);
+same_layout!(
+    RawExec,
+    exec_event,
+    [
+        hdr,
+        ppid,
+        uid,
+        cgroup_id,
+        args_size,
+        args_len,
+        comm,
+        filename_len,
+        _pad,
+        data
+    ]
+);
+same_layout!(
+    RawExecFail,
+    exec_fail_event,
+    [hdr, ppid, uid, ret, args_len, truncated, _pad, comm, filename, args]
+);
+same_layout!(RawFork, fork_event, [hdr, ppid, _pad, comm]);
+same_layout!(
+    RawExit,
+    exit_event,
+    [
+        hdr,
+        ppid,
+        exit_code,
+        utime_ns,
+        stime_ns,
+        maxrss_pages,
+        start_ns,
+        comm
+    ]
+);
+same_layout!(
+    RawOom,
+    oom_event,
+    [
+        hdr,
+        uid,
+        oom_score_adj,
+        total_vm_pages,
+        anon_rss_pages,
+        file_rss_pages,
+        shmem_rss_pages,
+        trigger_pid,
+        _pad,
+        comm
+    ]
+);
+same_layout!(
+    RawTcp,
+    tcp_event,
+    [
+        hdr,
+        family,
+        sport,
+        dport,
+        _pad,
+        saddr,
+        daddr,
+        rx_bytes,
+        tx_bytes,
+        duration_ns,
+        comm
+    ]
+);
+
+// The kinds, as probes.h's enum event_kind numbers them.
+const _: () = {
+    use crate::skel::types::event_kind as K;
+    assert!(EVENT_EXEC == K::EVENT_EXEC.0 && EVENT_FORK == K::EVENT_FORK.0);
+    assert!(EVENT_EXIT == K::EVENT_EXIT.0 && EVENT_OOM == K::EVENT_OOM.0);
+    assert!(EVENT_TCP == K::EVENT_TCP.0 && EVENT_EXEC_FAIL == K::EVENT_EXEC_FAIL.0);
+};
 
 // SAFETY: each struct is `repr(C)`, made only of integers and byte arrays (every bit pattern is
 // valid), and matches the layout of its counterpart in probes.h, padding included.

@@ -31,6 +31,17 @@ enum counter_index {
 /* Set by user space before load. 0 means the kernel's default (adaptive) notification. */
 const volatile __u64 wakeup_bytes = 256 * 1024;
 
+/* Never read: these put each record type of probes.h in the object's BTF, so that the skeleton
+ * generates it (skel::types), and src/event.rs checks its Raw* mirrors against it at compile
+ * time (size, every field's offset, the kinds' values). */
+const volatile struct exec_event layout_exec_event;
+const volatile struct exec_fail_event layout_exec_fail_event;
+const volatile struct fork_event layout_fork_event;
+const volatile struct exit_event layout_exit_event;
+const volatile struct oom_event layout_oom_event;
+const volatile struct tcp_event layout_tcp_event;
+const volatile enum event_kind layout_event_kind;
+
 extern int LINUX_KERNEL_VERSION __kconfig;
 
 struct {
