@@ -1,59 +1,14 @@
-//! Configuration: command-line flags ([`Cli`], clap) over an optional YAML or TOML file
-//! ([`Config`]). Every field of the file has a default, so an empty file (or none) is valid.
+//! Configuration: the file format and its domain types ([`Config`], TOML), with the
+//! command-line flags ([`Cli`]) applied over it. Every field of the file has a
+//! default, so an empty file (or none) is valid.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use serde::{Deserialize, Serialize};
 
-/// `insightd`'s command line. Flags override the config file.
-#[derive(Debug, Clone, clap::Parser)]
-#[command(name = "insightd", version = crate::state::VERSION, about, long_about = None)]
-pub struct Cli {
-    /// Config file (TOML).
-    #[arg(short, long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
-    /// Address to listen on; anything but loopback needs --token.
-    #[arg(long, value_name = "ADDR")]
-    pub bind: Option<SocketAddr>,
-    /// Bearer token every request must carry (except /healthz and /readyz).
-    #[arg(long, env = "INSIGHTD_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
-    /// GGUF model for insights and the OpenAI-compatible API (optional).
-    #[arg(short, long, value_name = "GGUF")]
-    pub model: Option<PathBuf>,
-    /// Built-in chat template name when the model has none (e.g. gemma, chatml).
-    #[arg(long)]
-    pub chat_template: Option<String>,
-    /// Context size per generation slot, in tokens.
-    #[arg(long)]
-    pub ctx_size: Option<u32>,
-    /// CPU threads per generation.
-    #[arg(long)]
-    pub threads: Option<i32>,
-    /// Concurrent generations; more get 429.
-    #[arg(long)]
-    pub max_concurrent: Option<usize>,
-    /// Probe mode: auto (BPF, else /proc), bpf or procfs.
-    #[arg(long, value_enum)]
-    pub probe_mode: Option<ProbeMode>,
-    /// Refuse to start when any enabled probe cannot attach (by default such a probe is
-    /// reported down in /status and /metrics, and the others run).
-    #[arg(long)]
-    pub require_all_probes: bool,
-    /// Test hook: attach this probe (e.g. oom) to a tracepoint that does not exist, so that
-    /// it fails as on a kernel without its tracepoint.
-    #[arg(long, value_name = "PROBE", hide = true)]
-    pub test_fail_probe: Option<String>,
-    /// Run telemetry and rules for --duration, print a report and exit.
-    #[arg(long)]
-    pub once: bool,
-    /// How long --once watches (e.g. 10s, 500ms, 2m).
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
-    pub duration: Duration,
-}
+use crate::cli::Cli;
 
 /// Most CPU threads a context may use: ggml's `GGML_MAX_N_THREADS` (it asserts above).
 pub const MAX_THREADS: i32 = 512;
@@ -84,38 +39,6 @@ fn within_f64(name: &str, value: f64, lo: f64, hi: f64) -> anyhow::Result<()> {
 fn probe_names() -> String {
     let names: Vec<_> = ember_probes::Probe::ALL.iter().map(|p| p.name()).collect();
     names.join(", ")
-}
-
-/// Parses `10s`, `500ms`, `2m` or a bare number of seconds.
-///
-/// ```
-/// use std::time::Duration;
-/// assert_eq!(ember_insight::config::parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
-/// assert_eq!(ember_insight::config::parse_duration("2m").unwrap(), Duration::from_secs(120));
-/// ```
-///
-/// # Errors
-///
-/// A message naming the accepted forms.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let (number, scale) = if let Some(n) = text.strip_suffix("ms") {
-        (n, 1e-3)
-    } else if let Some(n) = text.strip_suffix('s') {
-        (n, 1.0)
-    } else if let Some(n) = text.strip_suffix('m') {
-        (n, 60.0)
-    } else if let Some(n) = text.strip_suffix('h') {
-        (n, 3600.0)
-    } else {
-        (text, 1.0)
-    };
-    let value: f64 = number
-        .trim()
-        .parse()
-        .map_err(|_| format!("invalid duration {text:?}: use e.g. 10s, 500ms, 2m"))?;
-    Duration::try_from_secs_f64(value * scale)
-        .map_err(|_| format!("invalid duration {text:?}: must be positive and finite"))
 }
 
 /// Where telemetry comes from.

@@ -27,6 +27,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod cli;
 pub mod config;
 pub mod http;
 pub mod hub;

@@ -4,7 +4,8 @@ use std::io::Write as _;
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use ember_insight::config::{Cli, Config};
+use ember_insight::cli::Cli;
+use ember_insight::config::Config;
 
 #[cfg(feature = "jemalloc")]
 #[global_allocator]

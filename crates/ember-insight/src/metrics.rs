@@ -94,6 +94,13 @@ pub struct Metrics {
     pub model_loaded: Gauge,
 }
 
+// The registry's contents are not worth printing; `Shared`'s Debug shows that it is there.
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
 impl Metrics {
     /// Registers every metric, with `version` in `insightd_build_info`.
     pub fn new(version: &str) -> Metrics {

@@ -88,12 +88,6 @@ pub struct Shared {
     pub stopping: AtomicBool,
 }
 
-impl std::fmt::Debug for Metrics {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Metrics")
-    }
-}
-
 impl Shared {
     /// Fresh state for `config`.
     pub fn new(config: Config) -> Arc<Shared> {
