@@ -66,21 +66,24 @@ mod skel {
     include!(concat!(env!("OUT_DIR"), "/probes.skel.rs"));
 }
 
+mod builder;
 pub mod error;
 pub mod event;
 pub mod events;
+mod handle;
+mod poller;
 mod probe;
-mod probes;
 mod procfs;
 mod sys;
 pub mod table;
 mod wait;
 
+pub use builder::{Builder, Mode};
 pub use error::{Error, Result};
 pub use event::{
     Event, ExecEvent, ExecFailedEvent, ExitEvent, ExitStatus, ForkEvent, OomEvent, TcpEvent,
 };
 pub use events::{Events, RecvError, RecvTimeoutError, TryRecvError};
+pub use handle::{Handle, Histogram, HistogramKind, Stats};
 pub use probe::{Probe, ProbeState, ProbeStatus};
-pub use probes::{Builder, Handle, Histogram, HistogramKind, Mode, Stats};
 pub use table::{Process, ProcessExit, ProcessTable, Source};
