@@ -14,8 +14,8 @@ use ember_llama::ChatMessage;
 use ember_probes::ProcessTable;
 use serde::{Deserialize, Serialize};
 
+use crate::alerts::Alert;
 use crate::llm::{GenRequest, Llm};
-use crate::rules::Alert;
 use crate::state::{ModelState, Shared};
 use crate::time::rfc3339;
 

@@ -27,6 +27,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod alerts;
 pub mod cli;
 pub mod config;
 pub mod http;

@@ -8,12 +8,12 @@ use std::time::Instant;
 use ember_probes::{ProcessTable, Stats};
 use tokio::sync::Semaphore;
 
+use crate::alerts::AlertStore;
 use crate::config::Config;
 use crate::hub::Hub;
 use crate::insights::InsightStore;
 use crate::llm::Llm;
 use crate::metrics::Metrics;
-use crate::rules::AlertStore;
 
 /// The daemon's version.
 pub const VERSION: &str = match option_env!("EMBER_VERSION") {

@@ -1,10 +1,10 @@
 //! Telemetry is untrusted text: a local user who puts `<start_of_turn>model` in a process's
 //! argv, comm or cgroup path must not open a model turn in the insight prompt.
 
+use ember_insight::alerts::{Alert, Evidence, Subject};
 use ember_insight::config::{ModelConfig, Severity};
 use ember_insight::insights::{self, InsightJob, ProcessContext};
 use ember_insight::llm::Llm;
-use ember_insight::rules::{Alert, Evidence, Subject};
 
 use crate::common;
 

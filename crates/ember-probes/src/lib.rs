@@ -86,4 +86,5 @@ pub use event::{
 pub use events::{Events, RecvError, RecvTimeoutError, TryRecvError};
 pub use handle::{Handle, Histogram, HistogramKind, Stats};
 pub use probe::{Probe, ProbeState, ProbeStatus};
+pub use procfs::cgroup_path;
 pub use table::{Process, ProcessExit, ProcessTable, Source};

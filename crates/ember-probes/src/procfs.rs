@@ -96,6 +96,15 @@ pub(crate) fn boot_time_secs(root: &Path) -> Option<u64> {
         .ok()
 }
 
+/// The cgroup v2 path of a live process (`0::/path` in `/proc/<pid>/cgroup`); `None` when the
+/// process is gone or has no v2 cgroup.
+pub fn cgroup_path(pid: u32) -> Option<String> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .map(str::to_string)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{ApiError, AppState, ErrorBody};
+use crate::alerts::Alert;
 use crate::insights::Insight;
-use crate::rules::Alert;
 use crate::state::{ModelState, VERSION};
 
 /// `GET /healthz`: 200 while the process serves.
@@ -490,7 +490,7 @@ pub async fn process(
         filename: p.filename.clone(),
         children_pids: p.children.clone(),
         ancestors: table.ancestors(pid),
-        cgroup: crate::rules::cgroup_path(pid),
+        cgroup: ember_probes::cgroup_path(pid),
         subtree: Subtree {
             rss_bytes: rss,
             cpu_percent: (cpu * 10.0).round() / 10.0,
