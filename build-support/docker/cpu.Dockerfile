@@ -4,10 +4,10 @@
 # build-support/check-image-rootfs lays out the same root filesystem natively and runs it.
 #
 #   docker buildx build -f build-support/docker/cpu.Dockerfile \
-#     --build-arg EMBER_VERSION="$(build-support/version)" -t ember:cpu .
+#     --build-arg EMBER_VERSION="$(cargo xtask version)" -t ember:cpu .
 #
 # Build arguments:
-#   EMBER_VERSION     yymmddhhmm-<sha> from build-support/version (required: the build context
+#   EMBER_VERSION     yymmddhhmm-<sha> from `cargo xtask version` (required: the build context
 #                     has no .git); baked into insightd --version and /version.json
 #   EMBER_REVISION    full git sha for the OCI revision label (optional)
 #   BAKE_TEST_MODEL   1 bakes the pinned test model (gemma-3-270m, 242 MiB) at
@@ -41,7 +41,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/cargo-target \
     --mount=type=cache,target=/root/.cache/ccache \
     if [ -z "$EMBER_VERSION" ]; then \
-        echo "error: pass --build-arg EMBER_VERSION=\$(build-support/version)" >&2; exit 1; \
+        echo "error: pass --build-arg EMBER_VERSION=\$(cargo xtask version)" >&2; exit 1; \
     fi \
     && set -- \
     && if [ "$BAKE_TEST_MODEL" = 1 ]; then set -- --model "$(build-support/fetch-model | tail -n1)"; fi \

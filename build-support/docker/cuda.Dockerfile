@@ -5,7 +5,7 @@
 # toolkit) are loaded at run time. image-rootfs checks that with readelf.
 #
 #   docker buildx build -f build-support/docker/cuda.Dockerfile \
-#     --build-arg EMBER_VERSION="$(build-support/version)" -t ember:cuda .
+#     --build-arg EMBER_VERSION="$(cargo xtask version)" -t ember:cuda .
 #   docker run --gpus all ember:cuda --once
 #
 # Build arguments: EMBER_VERSION, EMBER_REVISION, BAKE_TEST_MODEL, RUST_VERSION as in
@@ -45,7 +45,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/cargo-target \
     --mount=type=cache,target=/root/.cache/ccache \
     if [ -z "$EMBER_VERSION" ]; then \
-        echo "error: pass --build-arg EMBER_VERSION=\$(build-support/version)" >&2; exit 1; \
+        echo "error: pass --build-arg EMBER_VERSION=\$(cargo xtask version)" >&2; exit 1; \
     fi \
     && set -- \
     && if [ "$BAKE_TEST_MODEL" = 1 ]; then set -- --model "$(build-support/fetch-model | tail -n1)"; fi \

@@ -5,7 +5,7 @@
 # built with libstdc++ static; image-rootfs checks with readelf that it loads nothing else.
 #
 #   docker buildx build -f build-support/docker/rocm.Dockerfile \
-#     --build-arg EMBER_VERSION="$(build-support/version)" -t ember:rocm .
+#     --build-arg EMBER_VERSION="$(cargo xtask version)" -t ember:rocm .
 #   docker run --device /dev/kfd --device /dev/dri ember:rocm --once
 #
 # Build arguments: EMBER_VERSION, EMBER_REVISION, BAKE_TEST_MODEL, RUST_VERSION as in
@@ -49,7 +49,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/cargo-target \
     --mount=type=cache,target=/root/.cache/ccache \
     if [ -z "$EMBER_VERSION" ]; then \
-        echo "error: pass --build-arg EMBER_VERSION=\$(build-support/version)" >&2; exit 1; \
+        echo "error: pass --build-arg EMBER_VERSION=\$(cargo xtask version)" >&2; exit 1; \
     fi \
     && set -- \
     && if [ "$BAKE_TEST_MODEL" = 1 ]; then set -- --model "$(build-support/fetch-model | tail -n1)"; fi \

@@ -6,7 +6,7 @@
 # and libvulkan.so.1; image-rootfs checks that with readelf.
 #
 #   docker buildx build -f build-support/docker/vulkan.Dockerfile \
-#     --build-arg EMBER_VERSION="$(build-support/version)" -t ember:vulkan .
+#     --build-arg EMBER_VERSION="$(cargo xtask version)" -t ember:vulkan .
 #
 # Build arguments: EMBER_VERSION, EMBER_REVISION, BAKE_TEST_MODEL, RUST_VERSION as in
 # cpu.Dockerfile, plus
@@ -46,7 +46,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/cargo-target \
     --mount=type=cache,target=/root/.cache/ccache \
     if [ -z "$EMBER_VERSION" ]; then \
-        echo "error: pass --build-arg EMBER_VERSION=\$(build-support/version)" >&2; exit 1; \
+        echo "error: pass --build-arg EMBER_VERSION=\$(cargo xtask version)" >&2; exit 1; \
     fi \
     && set -- \
     && if [ "$BAKE_TEST_MODEL" = 1 ]; then set -- --model "$(build-support/fetch-model | tail -n1)"; fi \
