@@ -224,6 +224,19 @@ pub fn which(program: &str) -> Option<PathBuf> {
     })
 }
 
+/// Prometheus' `promtool`, or `None` (skip, said on stderr) when it is not on PATH outside CI;
+/// in CI a missing promtool fails the test.
+pub fn promtool() -> Option<PathBuf> {
+    let found = which("promtool");
+    if found.is_none() {
+        let msg =
+            "promtool not found: install the apt package prometheus (build-support/apt-packages)";
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "{msg}");
+        skipped(msg);
+    }
+    found
+}
+
 /// Value of a metric sample line (`name{labels} value`) in OpenMetrics text.
 pub fn metric(text: &str, sample: &str) -> Option<f64> {
     text.lines()
