@@ -32,7 +32,7 @@ enum counter_index {
 const volatile __u64 wakeup_bytes = 256 * 1024;
 
 /* Never read: these put each record type of probes.h in the object's BTF, so that the skeleton
- * generates it (skel::types), and src/event.rs checks its Raw* mirrors against it at compile
+ * generates it (skel::types), and src/event/raw.rs checks its Raw* mirrors against it at compile
  * time (size, every field's offset, the kinds' values). */
 const volatile struct exec_event layout_exec_event;
 const volatile struct exec_fail_event layout_exec_fail_event;

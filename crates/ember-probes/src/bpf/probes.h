@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /* Records the BPF programs in probes.bpf.c write to the ring buffer.
- * The Rust side (src/event.rs, the Raw* structs) mirrors each struct field by field, and
+ * The Rust side (src/event/raw.rs, the Raw* structs) mirrors each struct field by field, and
  * checks at compile time that its layouts match the skeleton's types generated from these. */
 #ifndef EMBER_PROBES_H
 #define EMBER_PROBES_H
