@@ -1,0 +1,266 @@
+//! OpenAI-compatible endpoints served by the loaded model: `/v1/models`, `/v1/completions`,
+//! `/v1/chat/completions` (both streamed as server-sent events with a final `[DONE]`, or not)
+//! and `/v1/embeddings`.
+//!
+//! Each generation holds one of `model.max_concurrent` slots; a request that finds none free
+//! is answered 429 at once (counted in `insightd_generations_rejected_total`). Generations run
+//! on blocking threads; one whose client disconnects stops at the next token (counted in
+//! `insightd_generations_cancelled_total` and logged).
+
+mod chat;
+mod generation;
+mod request;
+mod response;
+mod sse;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+pub use request::{
+    ChatRequest, CompletionRequest, Content, EmbeddingsRequest, Message, OneOrMany, Sampling,
+};
+pub use response::{
+    AssistantMessage, ChatChoice, ChatCompletion, Completion, CompletionChoice, EmbeddingItem,
+    EmbeddingList, EmbeddingUsage, ModelCard, ModelList, ModelMeta, Usage,
+};
+
+use super::{ApiError, AppState, ErrorBody};
+use crate::llm::Llm;
+use crate::metrics::EndpointLabel;
+use chat::chat_messages;
+use generation::{collect, gen_request, spawn_generation, take_slot, NEXT_ID};
+use response::usage;
+use sse::sse_response;
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn need_model(state: &AppState) -> Result<Arc<Llm>, ApiError> {
+    state.llm().ok_or_else(|| {
+        let why = super::ops::model_status(state);
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "model_not_loaded",
+            format!(
+                "no model is loaded ({}): start insightd with --model <GGUF>",
+                why.name()
+            ),
+        )
+    })
+}
+
+/// The errors every model endpoint can answer, in the document.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+enum GenerationErrors {
+    /// A malformed or out-of-range request.
+    #[response(status = 400)]
+    BadRequest(ErrorBody),
+    /// A missing or wrong bearer token.
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// A body over `limits.body_bytes`.
+    #[response(status = 413)]
+    TooLarge(ErrorBody),
+    /// Every generation slot is busy.
+    #[response(status = 429)]
+    Busy(ErrorBody),
+    /// The generation failed (see the daemon's log).
+    #[response(status = 500)]
+    Failed(ErrorBody),
+    /// No model is loaded.
+    #[response(status = 503)]
+    NoModel(ErrorBody),
+}
+
+/// `GET /v1/models`.
+#[utoipa::path(get, path = "/v1/models", tag = "openai", responses(
+    (status = 200, description = "the loaded model, if one is", body = ModelList),
+    (status = 401, description = "missing or wrong bearer token", body = ErrorBody)))]
+pub async fn models(State(state): State<AppState>) -> Json<ModelList> {
+    let data = state
+        .llm()
+        .map(|llm| ModelCard {
+            id: llm.name().to_string(),
+            object: "model",
+            created: 0,
+            owned_by: "insightd",
+            meta: ModelMeta {
+                description: llm.model().description(),
+                n_ctx: llm.config().ctx_size,
+            },
+        })
+        .into_iter()
+        .collect();
+    Json(ModelList {
+        object: "list",
+        data,
+    })
+}
+
+/// `POST /v1/completions`.
+#[utoipa::path(post, path = "/v1/completions", tag = "openai", request_body = CompletionRequest, responses(
+    (status = 200, description = "the completion; with `stream`, server-sent events of the same shape without `usage`, then `[DONE]`",
+     content((Completion = "application/json"), (String = "text/event-stream"))),
+    GenerationErrors))]
+pub async fn completions(
+    State(state): State<AppState>,
+    Json(body): Json<CompletionRequest>,
+) -> Result<Response, ApiError> {
+    let llm = need_model(&state)?;
+    let mut prompts = body.prompt.into_vec();
+    if prompts.len() != 1 {
+        return Err(ApiError::bad_request("give exactly one prompt"));
+    }
+    let prompt = prompts.remove(0);
+    let (req, stream) = gen_request(&state, &llm, prompt, body.sampling)?;
+    let permit = take_slot(&state, "completions")?;
+    let id = format!("cmpl-{}", NEXT_ID.fetch_add(1, Ordering::Relaxed));
+    let created = now_secs();
+    let model = llm.name().to_string();
+    let rx = spawn_generation(&state, llm, req, permit, "completions", id.clone());
+    if stream {
+        return Ok(sse_response(rx, None, move |text, finish| {
+            json!({"id": id, "object": "text_completion", "created": created, "model": model,
+                   "choices": [{"text": text.unwrap_or(""), "index": 0, "logprobs": null, "finish_reason": finish}]})
+        }));
+    }
+    let (text, summary) = collect(rx).await?;
+    Ok(Json(Completion {
+        id,
+        object: "text_completion",
+        created,
+        model,
+        choices: vec![CompletionChoice {
+            text,
+            index: 0,
+            logprobs: None,
+            finish_reason: summary.finish_reason,
+        }],
+        usage: usage(&summary),
+    })
+    .into_response())
+}
+
+/// `POST /v1/chat/completions`.
+#[utoipa::path(post, path = "/v1/chat/completions", tag = "openai", request_body = ChatRequest, responses(
+    (status = 200, description = "the answer; with `stream`, server-sent `chat.completion.chunk` events, then `[DONE]`",
+     content((ChatCompletion = "application/json"), (String = "text/event-stream"))),
+    GenerationErrors))]
+pub async fn chat_completions(
+    State(state): State<AppState>,
+    Json(body): Json<ChatRequest>,
+) -> Result<Response, ApiError> {
+    let llm = need_model(&state)?;
+    let messages = chat_messages(body.messages)?;
+    let prompt = llm
+        .chat_prompt(&messages)
+        .map_err(|e| ApiError::bad_request(format!("cannot apply the chat template: {e:#}")))?;
+    let (req, stream) = gen_request(&state, &llm, prompt, body.sampling)?;
+    let permit = take_slot(&state, "chat_completions")?;
+    let id = format!("chatcmpl-{}", NEXT_ID.fetch_add(1, Ordering::Relaxed));
+    let created = now_secs();
+    let model = llm.name().to_string();
+    let rx = spawn_generation(&state, llm, req, permit, "chat_completions", id.clone());
+    if stream {
+        let first = json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
+            "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null}]});
+        return Ok(sse_response(rx, Some(first), move |text, finish| {
+            let delta = match text {
+                Some(t) => json!({"content": t}),
+                None => json!({}),
+            };
+            json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
+                   "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+        }));
+    }
+    let (text, summary) = collect(rx).await?;
+    Ok(Json(ChatCompletion {
+        id,
+        object: "chat.completion",
+        created,
+        model,
+        choices: vec![ChatChoice {
+            index: 0,
+            message: AssistantMessage {
+                role: "assistant",
+                content: text,
+            },
+            finish_reason: summary.finish_reason,
+        }],
+        usage: usage(&summary),
+    })
+    .into_response())
+}
+
+/// `POST /v1/embeddings`.
+#[utoipa::path(post, path = "/v1/embeddings", tag = "openai", request_body = EmbeddingsRequest, responses(
+    (status = 200, description = "one vector per input", body = EmbeddingList),
+    GenerationErrors))]
+pub async fn embeddings(
+    State(state): State<AppState>,
+    Json(body): Json<EmbeddingsRequest>,
+) -> Result<Json<EmbeddingList>, ApiError> {
+    let llm = need_model(&state)?;
+    let input = body.input.into_vec();
+    if input.is_empty() || input.iter().any(String::is_empty) {
+        return Err(ApiError::bad_request("input must hold non-empty strings"));
+    }
+    if input.len() > 64 {
+        return Err(ApiError::bad_request("at most 64 inputs per request"));
+    }
+    let permit = take_slot(&state, "embeddings")?;
+    state
+        .metrics
+        .generations
+        .get_or_create(&EndpointLabel {
+            endpoint: "embeddings".into(),
+        })
+        .inc();
+    let model = llm.name().to_string();
+    let result = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        llm.embed(&input)
+    })
+    .await
+    .map_err(|e| ApiError::internal("embeddings", &anyhow::anyhow!("task failed: {e}")))?;
+    let (vectors, tokens) = result.map_err(|e| {
+        if matches!(
+            e.downcast_ref::<ember_llama::Error>(),
+            Some(ember_llama::Error::PromptTooLong { .. })
+        ) {
+            ApiError::bad_request(format!("an input is too long: {e}"))
+        } else {
+            ApiError::internal("embeddings", &e)
+        }
+    })?;
+    let data = vectors
+        .into_iter()
+        .enumerate()
+        .map(|(index, embedding)| EmbeddingItem {
+            object: "embedding",
+            index,
+            embedding,
+        })
+        .collect();
+    Ok(Json(EmbeddingList {
+        object: "list",
+        data,
+        model,
+        usage: EmbeddingUsage {
+            prompt_tokens: tokens,
+            total_tokens: tokens,
+        },
+    }))
+}

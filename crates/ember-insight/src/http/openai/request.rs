@@ -1,0 +1,144 @@
+//! The request bodies of the OpenAI-compatible endpoints, as clients send them, with their
+//! OpenAPI schemas.
+
+use serde::Deserialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+
+/// A string or a list of strings.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    /// One.
+    One(String),
+    /// Several.
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub(super) fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+/// Sampling fields shared by both generation endpoints.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct Sampling {
+    /// Tokens to generate at most: 1 to `model.max_tokens` (default `model.default_max_tokens`).
+    #[schema(minimum = 1)]
+    pub(super) max_tokens: Option<usize>,
+    /// The same as `max_tokens` (OpenAI's newer name).
+    #[schema(minimum = 1)]
+    pub(super) max_completion_tokens: Option<usize>,
+    /// Sampling temperature; 0 is greedy (default 0.8).
+    pub(super) temperature: Option<f32>,
+    /// Nucleus sampling mass, clamped to 0..1 (default 1).
+    pub(super) top_p: Option<f32>,
+    /// Seed of the sampler.
+    pub(super) seed: Option<u32>,
+    /// Up to 4 strings that end the generation.
+    pub(super) stop: Option<OneOrMany>,
+    /// Server-sent events, one chunk per piece of text, then `[DONE]`.
+    #[serde(default)]
+    pub(super) stream: bool,
+    /// Choices: only 1.
+    #[schema(minimum = 1, maximum = 1)]
+    pub(super) n: Option<u32>,
+}
+
+/// `POST /v1/completions` body.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CompletionRequest {
+    /// Ignored: the loaded model answers.
+    #[allow(dead_code)]
+    model: Option<String>,
+    /// The prompt: one string (or a list of exactly one).
+    pub(super) prompt: OneOrMany,
+    #[serde(flatten)]
+    pub(super) sampling: Sampling,
+}
+
+/// Message content: a string, or a list of parts of which the text ones are used.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum Content {
+    /// Plain text.
+    Text(String),
+    /// Parts (`{"type": "text", "text": ...}`).
+    #[schema(value_type = Vec<Object>)]
+    Parts(Vec<Value>),
+}
+
+/// Who speaks (in the document; the handler names a wrong one in its 400).
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+enum Role {
+    System,
+    Developer,
+    User,
+    Assistant,
+}
+
+/// A chat message.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct Message {
+    /// `system`, `developer` (taken as system), `user` or `assistant`.
+    #[schema(value_type = Role)]
+    pub(super) role: String,
+    /// Its text.
+    pub(super) content: Option<Content>,
+}
+
+/// `POST /v1/chat/completions` body.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ChatRequest {
+    /// Ignored: the loaded model answers.
+    #[allow(dead_code)]
+    model: Option<String>,
+    /// The conversation, at least one message.
+    #[schema(min_items = 1)]
+    pub(super) messages: Vec<Message>,
+    #[serde(flatten)]
+    pub(super) sampling: Sampling,
+}
+
+/// `POST /v1/embeddings` body.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct EmbeddingsRequest {
+    /// Ignored: the loaded model answers.
+    #[allow(dead_code)]
+    model: Option<String>,
+    /// One to 64 non-empty strings.
+    #[schema(value_type = EmbeddingInput)]
+    pub(super) input: OneOrMany,
+}
+
+/// What `/v1/embeddings` embeds, in the document: a non-empty string, or 1 to 64 of them
+/// (the handler checks the same).
+struct EmbeddingInput;
+
+impl utoipa::PartialSchema for EmbeddingInput {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Type};
+        let text = || {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+        };
+        OneOfBuilder::new()
+            .item(text())
+            .item(
+                ArrayBuilder::new()
+                    .items(text())
+                    .min_items(Some(1))
+                    .max_items(Some(64)),
+            )
+            .into()
+    }
+}
+
+impl ToSchema for EmbeddingInput {}
