@@ -1,0 +1,41 @@
+//! `/metrics`: the Prometheus or OpenMetrics exposition.
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+
+use crate::http::{AppState, ErrorBody};
+
+/// `GET /metrics`: OpenMetrics text when the scraper asks for it (`Accept:
+/// application/openmetrics-text`), else the Prometheus text format 0.0.4.
+#[utoipa::path(get, path = "/metrics", tag = "ops", responses(
+    (status = 200, description = "Prometheus text format 0.0.4, or OpenMetrics when asked for",
+     content((String = "text/plain"), (String = "application/openmetrics-text"))),
+    (status = 401, description = "missing or wrong bearer token", body = ErrorBody)))]
+pub async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+    crate::metrics::raise_to(&state.metrics.sse_clients_dropped, state.hub.dropped());
+    let text = state.metrics.encode();
+    let openmetrics = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/openmetrics-text"));
+    if openmetrics {
+        (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response()
+    } else {
+        (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            crate::metrics::to_prometheus_text(&text),
+        )
+            .into_response()
+    }
+}
