@@ -1,0 +1,46 @@
+//! `[model]`: the GGUF file and its generation settings.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Most CPU threads a context may use: ggml's `GGML_MAX_N_THREADS` (it asserts above).
+pub const MAX_THREADS: i32 = 512;
+
+/// Model and generation settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelConfig {
+    /// GGUF file; none means no insights and no `/v1` generation.
+    pub path: Option<PathBuf>,
+    /// Name shown by `/v1/models` (default: the file name without extension).
+    pub name: Option<String>,
+    /// Built-in chat template used when the model carries none (default: gemma for Gemma
+    /// models, else chatml).
+    pub chat_template: Option<String>,
+    /// Context size per generation slot.
+    pub ctx_size: u32,
+    /// CPU threads per generation (default: all cores).
+    pub threads: Option<i32>,
+    /// Concurrent generations through the API; more are answered 429.
+    pub max_concurrent: usize,
+    /// Upper bound on `max_tokens` of a request.
+    pub max_tokens: usize,
+    /// `max_tokens` when a request gives none.
+    pub default_max_tokens: usize,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig {
+            path: None,
+            name: None,
+            chat_template: None,
+            ctx_size: 2048,
+            threads: None,
+            max_concurrent: 2,
+            max_tokens: 1024,
+            default_max_tokens: 128,
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! Validation: every numeric setting within its documented range, and no non-loopback
+//! bind without a token.
+
+use anyhow::bail;
+
+use super::probes::probe_names;
+use super::{Config, MAX_THREADS};
+
+/// `value` must lie in `lo..=hi`: every numeric setting has a documented range, so that no
+/// arithmetic on it (durations, allocations, thread counts) can overflow or abort.
+fn within<T: PartialOrd + std::fmt::Display>(
+    name: &str,
+    value: T,
+    lo: T,
+    hi: T,
+) -> anyhow::Result<()> {
+    if value < lo || value > hi {
+        bail!("{name} = {value} is out of range: it must be {lo}..={hi}");
+    }
+    Ok(())
+}
+
+/// As [`within`] for a float, which must also be finite.
+fn within_f64(name: &str, value: f64, lo: f64, hi: f64) -> anyhow::Result<()> {
+    if !value.is_finite() {
+        bail!("{name} = {value} is not a finite number");
+    }
+    within(name, value, lo, hi)
+}
+
+impl Config {
+    /// Checks the settings that would otherwise fail later or be unsafe: a non-loopback
+    /// bind without a token, zero-sized limits.
+    ///
+    /// # Errors
+    ///
+    /// What is wrong and how to fix it.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if !self.bind.ip().is_loopback() && self.token.as_deref().is_none_or(str::is_empty) {
+            bail!(
+                "refusing to listen on {} without a token: anything but loopback needs \
+                 --token (or INSIGHTD_TOKEN, or `token` in the config file)",
+                self.bind
+            );
+        }
+        let m = &self.model;
+        within("model.ctx_size (--ctx-size)", m.ctx_size, 16, 1 << 20)?;
+        if let Some(threads) = m.threads {
+            within("model.threads (--threads)", threads, 1, MAX_THREADS)?;
+        }
+        within(
+            "model.max_concurrent (--max-concurrent)",
+            m.max_concurrent,
+            1,
+            256,
+        )?;
+        within("model.max_tokens", m.max_tokens, 1, 1 << 20)?;
+        within(
+            "model.default_max_tokens",
+            m.default_max_tokens,
+            1,
+            m.max_tokens,
+        )?;
+        let l = &self.limits;
+        within("limits.body_bytes", l.body_bytes, 1, 64 << 20)?;
+        within("limits.sse_queue", l.sse_queue, 1, 1 << 20)?;
+        within("limits.sse_clients", l.sse_clients, 1, 10_000)?;
+        let p = &self.probes;
+        for name in &p.disable {
+            if ember_probes::Probe::from_name(name).is_none() {
+                bail!(
+                    "probes.disable: no probe {name:?} (one of {})",
+                    probe_names()
+                );
+            }
+        }
+        within("probes.tick_ms", p.tick_ms, 1, 3_600_000)?;
+        within("probes.channel_capacity", p.channel_capacity, 1, 1 << 24)?;
+        within(
+            "probes.ring_buffer_bytes",
+            p.ring_buffer_bytes,
+            4096,
+            1 << 30,
+        )?;
+        let r = &self.rules;
+        for (name, rule) in [
+            ("fork_rate", &r.fork_rate),
+            ("subtree_rss_mb", &r.subtree_rss_mb),
+            ("subtree_cpu_percent", &r.subtree_cpu_percent),
+            ("oom_kills", &r.oom_kills),
+            ("failing_exits", &r.failing_exits),
+            ("runq_p99_us", &r.runq_p99_us),
+        ] {
+            within_f64(
+                &format!("rules.{name}.threshold"),
+                rule.threshold,
+                0.0,
+                1e15,
+            )?;
+            within_f64(
+                &format!("rules.{name}.window_s"),
+                rule.window_s,
+                0.001,
+                86_400.0,
+            )?;
+        }
+        within_f64(
+            "rules.resolve_after_s",
+            r.resolve_after_s,
+            0.001,
+            7.0 * 86_400.0,
+        )?;
+        within("rules.keep", r.keep, 1, 100_000)?;
+        let i = &self.insights;
+        within_f64("insights.min_interval_s", i.min_interval_s, 0.0, 86_400.0)?;
+        within("insights.keep", i.keep, 1, 10_000)?;
+        within("insights.max_tokens", i.max_tokens, 1, 1 << 20)?;
+        Ok(())
+    }
+}
