@@ -1,7 +1,10 @@
 //! Text generation: [`Context::generate`] returns a [`Generation`], an iterator over
 //! [`Piece`]s (token and text) with max tokens, stop strings, cancellation and stats.
 
-use std::time::{Duration, Instant};
+mod options;
+mod stats;
+
+use std::time::Instant;
 
 use crate::batch::Batch;
 use crate::context::Context;
@@ -9,110 +12,8 @@ use crate::error::{Error, Result};
 use crate::sampler::Sampler;
 use crate::token::{Token, TokenDecoder};
 
-/// Options of a generation.
-///
-/// ```
-/// let options = ember_llama::GenerateOptions::default()
-///     .with_max_tokens(32)
-///     .with_stop("\n\n");
-/// assert_eq!(options.max_tokens(), 32);
-/// ```
-#[derive(Clone, Debug)]
-pub struct GenerateOptions {
-    max_tokens: usize,
-    stop: Vec<String>,
-    add_special: bool,
-    parse_special: bool,
-    render_special: bool,
-}
-
-impl Default for GenerateOptions {
-    /// 256 tokens, no stop strings, BOS added and special-token text parsed in the prompt
-    /// (as llama.cpp's examples do), special tokens not rendered in the output.
-    fn default() -> Self {
-        GenerateOptions {
-            max_tokens: 256,
-            stop: Vec::new(),
-            add_special: true,
-            parse_special: true,
-            render_special: false,
-        }
-    }
-}
-
-impl GenerateOptions {
-    /// Most tokens to generate.
-    ///
-    /// ```
-    /// let options = ember_llama::GenerateOptions::default().with_max_tokens(8);
-    /// assert_eq!(options.max_tokens(), 8);
-    /// ```
-    #[must_use]
-    pub fn with_max_tokens(mut self, n: usize) -> Self {
-        self.max_tokens = n;
-        self
-    }
-
-    /// Adds a stop string: generation ends where it appears, and it is never emitted.
-    /// Empty strings are ignored.
-    ///
-    /// ```
-    /// let options = ember_llama::GenerateOptions::default().with_stop("User:");
-    /// assert_eq!(options.stops(), ["User:"]);
-    /// ```
-    #[must_use]
-    pub fn with_stop(mut self, stop: impl Into<String>) -> Self {
-        let stop = stop.into();
-        if !stop.is_empty() {
-            self.stop.push(stop);
-        }
-        self
-    }
-
-    /// Whether BOS/EOS are added to the prompt as the model asks (default `true`).
-    ///
-    /// ```
-    /// let options = ember_llama::GenerateOptions::default().with_add_special(false);
-    /// ```
-    #[must_use]
-    pub fn with_add_special(mut self, on: bool) -> Self {
-        self.add_special = on;
-        self
-    }
-
-    /// Whether special-token text in the prompt (such as `<start_of_turn>`) becomes those
-    /// tokens (default `true`).
-    ///
-    /// ```
-    /// let options = ember_llama::GenerateOptions::default().with_parse_special(false);
-    /// ```
-    #[must_use]
-    pub fn with_parse_special(mut self, on: bool) -> Self {
-        self.parse_special = on;
-        self
-    }
-
-    /// Whether generated special tokens are rendered as their text (default `false`).
-    ///
-    /// ```
-    /// let options = ember_llama::GenerateOptions::default().with_render_special(true);
-    /// ```
-    #[must_use]
-    pub fn with_render_special(mut self, on: bool) -> Self {
-        self.render_special = on;
-        self
-    }
-
-    /// Most tokens to generate.
-    pub fn max_tokens(&self) -> usize {
-        self.max_tokens
-    }
-
-    /// The stop strings.
-    pub fn stops(&self) -> &[String] {
-        &self.stop
-    }
-}
+pub use options::GenerateOptions;
+pub use stats::GenerationStats;
 
 /// One step of a generation: the token sampled and the text it released.
 ///
@@ -141,40 +42,6 @@ pub enum FinishReason {
     Cancelled,
     /// The context window is full.
     ContextFull,
-}
-
-/// Counters of a generation.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct GenerationStats {
-    /// Prompt tokens decoded.
-    pub prompt_tokens: usize,
-    /// Time to decode the prompt.
-    pub prompt_time: Duration,
-    /// Tokens sampled (including a final end-of-generation token).
-    pub generated_tokens: usize,
-    /// Time from the end of the prompt to the last token (decoding, sampling, text).
-    pub generation_time: Duration,
-}
-
-impl GenerationStats {
-    /// Prompt tokens per second.
-    pub fn prompt_tokens_per_second(&self) -> f64 {
-        per_second(self.prompt_tokens, self.prompt_time)
-    }
-
-    /// Generated tokens per second.
-    pub fn generation_tokens_per_second(&self) -> f64 {
-        per_second(self.generated_tokens, self.generation_time)
-    }
-}
-
-fn per_second(n: usize, t: Duration) -> f64 {
-    let secs = t.as_secs_f64();
-    if secs > 0.0 {
-        n as f64 / secs
-    } else {
-        0.0
-    }
 }
 
 /// A running generation; iterate it for [`Piece`]s. Created by [`Context::generate`].
