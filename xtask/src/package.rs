@@ -4,7 +4,7 @@
 //! - sys: the parts of vendor/llama.cpp the `llama` target compiles, into
 //!   crates/ember-llama-sys/llama.cpp/ (see `include` in that crate's Cargo.toml);
 //!   build-support/check-sys-package verifies the .crate offline.
-//! - probes: vendor/vmlinux/<arch>/vmlinux.h into crates/ember-probes/vmlinux/ (its build.rs
+//! - probes: `vendor/vmlinux/<arch>/vmlinux.h` into `crates/ember-probes/vmlinux/` (its build.rs
 //!   looks there first); `--verify` also builds the unpacked .crate offline, outside the
 //!   workspace, with the workspace's Cargo.lock.
 
