@@ -72,6 +72,7 @@ pub struct Context {
     n_batch: u32,
     n_ubatch: u32,
     n_seq_max: u32,
+    kv_unified: bool,
     embeddings: bool,
     /// Batch indices of the outputs of the last decode, in order.
     outputs: Vec<i32>,
@@ -202,6 +203,7 @@ impl Context {
             n_batch,
             n_ubatch,
             n_seq_max,
+            kv_unified: raw_params.kv_unified,
             embeddings: raw_params.embeddings,
             outputs: Vec::new(),
             _threads: threads,
@@ -252,6 +254,18 @@ impl Context {
     /// Number of sequences.
     pub fn n_seq_max(&self) -> u32 {
         self.n_seq_max
+    }
+
+    /// Most positions one sequence can hold: `n_ctx` with a unified KV cache, else the
+    /// sequence's share of it.
+    pub fn n_ctx_seq(&self) -> u32 {
+        // SAFETY: valid context; plain getter.
+        unsafe { sys::llama_n_ctx_seq(self.as_ptr()) }
+    }
+
+    /// Whether the sequences share one KV buffer ([`ContextParams::with_kv_unified`]).
+    pub fn kv_unified(&self) -> bool {
+        self.kv_unified
     }
 
     /// Threads for generation and for prompt processing.

@@ -125,6 +125,29 @@ pub enum Error {
     /// `llama_decode` found no room in the KV cache for the batch.
     #[error("the KV cache has no room for the batch (context full)")]
     ContextFull,
+    /// Every sequence of a [`BatchGenerator`](crate::BatchGenerator) is running.
+    #[error(
+        "all {n_seq_max} sequences of the batch generator are running: wait for one to finish"
+    )]
+    NoFreeSequence {
+        /// The generator's sequence count.
+        n_seq_max: u32,
+    },
+    /// The KV cache shared by a [`BatchGenerator`](crate::BatchGenerator)'s sequences has no
+    /// room left for this one; the others go on.
+    #[error("the KV cache ({n_ctx} tokens over all sequences) is full; this sequence held {tokens} tokens: run fewer sequences at once or give the context more tokens")]
+    KvCacheFull {
+        /// Tokens the sequence held.
+        tokens: usize,
+        /// The context's size over all sequences.
+        n_ctx: u32,
+    },
+    /// A batched decode failed for another sequence's reason; every sequence in it ends.
+    #[error("the batched decode failed: {reason}")]
+    BatchFailed {
+        /// The first sequence's error.
+        reason: String,
+    },
     /// A decode was cancelled through a [`CancelHandle`](crate::CancelHandle).
     #[error("decoding was cancelled")]
     Cancelled,

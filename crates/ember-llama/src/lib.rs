@@ -15,6 +15,9 @@
 //!   temperature, top-k/p, min-p, typical, penalties, mirostat, GBNF grammars.
 //! - [`Generation`] ([`generate`]): an iterator of [`Piece`]s with max tokens, stop strings,
 //!   cancellation ([`CancelHandle`]) and [`GenerationStats`].
+//! - [`BatchGenerator`] ([`batched`]): many generations in one context, one decode per step
+//!   for all of them, with per-sequence samplers, limits, cancellation and prompt-prefix
+//!   reuse; what a server uses.
 //! - [`chat`]: chat templates; [`embedding`]: pooled, normalised sentence vectors.
 //!
 //! Every failure is an [`Error`]; bad input (damaged GGUF files, token ids outside the
@@ -46,6 +49,7 @@
 pub mod backend;
 mod barrier;
 pub mod batch;
+pub mod batched;
 pub mod chat;
 pub mod context;
 pub mod embedding;
@@ -58,6 +62,7 @@ pub mod token;
 
 pub use backend::system_info;
 pub use batch::Batch;
+pub use batched::{BatchEvent, BatchGenerator, SequenceId, StepStats};
 pub use chat::{apply_chat_template, builtin_templates, ChatMessage};
 pub use context::{
     CancelHandle, Context, ContextParams, FlashAttention, KvCacheType, PerfCounters, Pooling,

@@ -7,6 +7,7 @@ mod common;
 mod gguf_corpus;
 
 mod bad_input;
+mod batched;
 mod chat;
 mod embeddings;
 mod generation;

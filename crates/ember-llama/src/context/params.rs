@@ -143,6 +143,21 @@ impl ContextParams {
         self
     }
 
+    /// One KV buffer shared by all sequences (llama.cpp's `kv_unified`, default off): every
+    /// sequence may grow up to `n_ctx` while together they hold at most `n_ctx` tokens, and
+    /// copying a cached prefix to another sequence shares its cells instead of copying
+    /// them. Off, each sequence has its own `n_ctx / n_seq_max` cells.
+    ///
+    /// ```
+    /// let params = ember_llama::ContextParams::default().with_kv_unified(true);
+    /// assert!(params.kv_unified());
+    /// ```
+    #[must_use]
+    pub fn with_kv_unified(mut self, on: bool) -> Self {
+        self.raw.kv_unified = on;
+        self
+    }
+
     /// Threads for generation and for prompt processing.
     ///
     /// ```
@@ -253,6 +268,11 @@ impl ContextParams {
     pub fn with_perf_counters(mut self, on: bool) -> Self {
         self.raw.no_perf = !on;
         self
+    }
+
+    /// Whether the sequences share one KV buffer.
+    pub fn kv_unified(&self) -> bool {
+        self.raw.kv_unified
     }
 
     /// Context size (`0` = the model's).

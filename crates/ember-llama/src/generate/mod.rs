@@ -3,6 +3,7 @@
 
 mod options;
 mod stats;
+pub(crate) mod text;
 
 use std::time::Instant;
 
@@ -10,7 +11,8 @@ use crate::batch::Batch;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::sampler::Sampler;
-use crate::token::{Token, TokenDecoder};
+use crate::token::Token;
+use text::TextStream;
 
 pub use options::GenerateOptions;
 pub use stats::GenerationStats;
@@ -52,8 +54,7 @@ pub struct Generation<'a> {
     batch: Batch,
     pos: i32,
     to_decode: Option<Token>,
-    decoder: TokenDecoder,
-    held: String,
+    text: TextStream,
     finish: Option<FinishReason>,
     stats: GenerationStats,
     gen_start: Instant,
@@ -144,8 +145,7 @@ impl Context {
             batch,
             pos,
             to_decode: None,
-            decoder: TokenDecoder::new(),
-            held: String::new(),
+            text: TextStream::new(&options.stop),
             finish: None,
             stats,
             gen_start: Instant::now(),
@@ -184,41 +184,13 @@ impl Generation<'_> {
         self.stats.generation_time = self.gen_start.elapsed();
     }
 
-    /// Releases the held text that can no longer start a stop string; ends at a stop.
-    fn release(&mut self) -> String {
-        let earliest = self
-            .options
-            .stop
-            .iter()
-            .filter_map(|s| self.held.find(s.as_str()))
-            .min();
-        if let Some(at) = earliest {
-            let out = self.held[..at].to_string();
-            self.held.clear();
+    /// The held text, and `Stop` as the reason when a stop string ended it.
+    fn finish_text(&mut self) -> String {
+        let text = self.text.finish();
+        if self.text.stopped() {
             self.end(FinishReason::Stop);
-            return out;
         }
-        // Keep the longest suffix of `held` that is a prefix of some stop string.
-        let mut keep_from = self.held.len();
-        for (i, _) in self.held.char_indices().rev() {
-            let tail = &self.held[i..];
-            if self.options.stop.iter().any(|s| s.starts_with(tail)) {
-                keep_from = i;
-            }
-        }
-        let out = self.held[..keep_from].to_string();
-        self.held.drain(..keep_from);
-        out
-    }
-
-    fn flush(&mut self) -> String {
-        let tail = self.decoder.finish();
-        self.held.push_str(&tail);
-        let out = self.release();
-        if self.finish == Some(FinishReason::Stop) {
-            return out;
-        }
-        out + &std::mem::take(&mut self.held)
+        text
     }
 
     fn step(&mut self) -> Result<Option<Piece>> {
@@ -261,18 +233,19 @@ impl Generation<'_> {
         self.stats.generated_tokens += 1;
         let model = std::sync::Arc::clone(self.ctx.model());
         if model.is_eog(token) {
-            let text = self.flush();
+            let text = self.finish_text();
             if self.finish.is_none() {
                 self.end(FinishReason::EndOfGeneration);
             }
             return Ok((!text.is_empty()).then_some(Piece { token, text }));
         }
         let bytes = model.token_to_piece(token, self.options.render_special)?;
-        let fresh = self.decoder.push(&bytes);
-        self.held.push_str(&fresh);
-        let mut text = self.release();
+        let mut text = self.text.push(&bytes);
+        if self.text.stopped() {
+            self.end(FinishReason::Stop);
+        }
         if self.finish.is_none() && self.stats.generated_tokens >= self.options.max_tokens {
-            text.push_str(&self.flush());
+            text.push_str(&self.finish_text());
             if self.finish.is_none() {
                 self.end(FinishReason::MaxTokens);
             }

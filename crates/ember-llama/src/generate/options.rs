@@ -104,4 +104,9 @@ impl GenerateOptions {
     pub fn stops(&self) -> &[String] {
         &self.stop
     }
+
+    /// Whether generated special tokens are rendered as their text.
+    pub fn render_special(&self) -> bool {
+        self.render_special
+    }
 }

@@ -5,8 +5,11 @@ use std::time::Duration;
 /// Counters of a generation.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct GenerationStats {
-    /// Prompt tokens decoded.
+    /// Prompt tokens (all of them, including those reused from the KV cache).
     pub prompt_tokens: usize,
+    /// Prompt tokens whose KV was already cached and not decoded again (only the
+    /// [`BatchGenerator`](crate::BatchGenerator) reuses prompt prefixes).
+    pub cached_prompt_tokens: usize,
     /// Time to decode the prompt.
     pub prompt_time: Duration,
     /// Tokens sampled (including a final end-of-generation token).

@@ -82,6 +82,28 @@ impl ModelParams {
         self
     }
 
+    /// Whether ggml may repack weights into its faster CPU layouts (llama.cpp's
+    /// `use_extra_bufts`, default on). Repacked matrices are multiplied by a different
+    /// kernel for groups of 4 batch rows than for the rest, so a token's logits then depend
+    /// on where it sits in a batch; off, every token's arithmetic is the same whatever else
+    /// is decoded with it (what a [`BatchGenerator`](crate::BatchGenerator) needs for
+    /// batched output to equal unbatched output exactly), at some cost in prompt speed.
+    ///
+    /// ```
+    /// let params = ember_llama::ModelParams::default().with_weight_repacking(false);
+    /// assert!(!params.weight_repacking());
+    /// ```
+    #[must_use]
+    pub fn with_weight_repacking(mut self, on: bool) -> Self {
+        self.raw.use_extra_bufts = on;
+        self
+    }
+
+    /// Whether weights may be repacked.
+    pub fn weight_repacking(&self) -> bool {
+        self.raw.use_extra_bufts
+    }
+
     /// Layers offloaded to the GPU.
     pub fn gpu_layers(&self) -> i32 {
         self.raw.n_gpu_layers

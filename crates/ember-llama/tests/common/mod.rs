@@ -47,3 +47,18 @@ pub fn model() -> Option<Arc<Model>> {
         })
         .clone()
 }
+
+/// The test model loaded without weight repacking, for the batch generator's exactness tests
+/// ([`ModelParams::with_weight_repacking`]).
+pub fn model_without_repacking() -> Option<Arc<Model>> {
+    static MODEL: OnceLock<Option<Arc<Model>>> = OnceLock::new();
+    let path = model_path()?;
+    MODEL
+        .get_or_init(|| {
+            let params = ModelParams::default().with_weight_repacking(false);
+            let model = Model::load(&path, &params)
+                .unwrap_or_else(|e| panic!("loading {}: {e}", path.display()));
+            Some(Arc::new(model))
+        })
+        .clone()
+}
