@@ -26,15 +26,18 @@ pub struct Cli {
     /// Built-in chat template name when the model has none (e.g. gemma, chatml).
     #[arg(long)]
     pub chat_template: Option<String>,
-    /// Context size per generation slot, in tokens.
+    /// Most tokens of one generation (prompt plus output).
     #[arg(long)]
     pub ctx_size: Option<u32>,
     /// CPU threads per generation.
     #[arg(long)]
     pub threads: Option<i32>,
-    /// Concurrent generations; more get 429.
+    /// Generations batched together; more wait in the queue.
     #[arg(long)]
     pub max_concurrent: Option<usize>,
+    /// Requests that may wait for a generation; more get 429.
+    #[arg(long)]
+    pub queue: Option<usize>,
     /// Probe mode: auto (BPF, else /proc), bpf or procfs.
     #[arg(long, value_enum)]
     pub probe_mode: Option<ProbeMode>,

@@ -15,6 +15,7 @@ use ember_probes::ProcessTable;
 use serde::{Deserialize, Serialize};
 
 use crate::alerts::Alert;
+use crate::engine::Priority;
 use crate::llm::{GenRequest, Llm};
 use crate::state::{ModelState, Shared};
 use crate::time::rfc3339;
@@ -299,17 +300,12 @@ pub fn prompt_tokens(llm: &Llm, job: &InsightJob) -> anyhow::Result<Vec<ember_ll
     llm.chat_prompt_tokens(&prompt_messages(job))
 }
 
-/// Generates the insight for `job` on `ctx` (blocking).
+/// Generates the insight for `job` through the engine, as background work (blocking).
 ///
 /// # Errors
 ///
 /// Generation failed, or the output is not the JSON the grammar promises.
-pub fn generate(
-    llm: &Llm,
-    ctx: &mut ember_llama::Context,
-    job: &InsightJob,
-    max_tokens: usize,
-) -> anyhow::Result<Insight> {
+pub fn generate(llm: &Llm, job: &InsightJob, max_tokens: usize) -> anyhow::Result<Insight> {
     let started = Instant::now();
     // Tokens, not text: telemetry never becomes special tokens (see `quoted`).
     let tokens = prompt_tokens(llm, job)?;
@@ -323,11 +319,7 @@ pub fn generate(
         seed: 0,
         grammar: Some(grammar_for(&job.alert.subject.comm)),
     };
-    let mut out = String::new();
-    let summary = llm.generate_with(ctx, &req, |t| {
-        out.push_str(&t);
-        true
-    })?;
+    let (out, summary) = llm.generate_blocking(req, Priority::Background)?;
     let body: InsightBody = serde_json::from_str(&out).with_context(|| {
         format!(
             "the model's insight is not valid JSON after {} tokens (finish: {}; raise insights.max_tokens): {out}",
@@ -348,7 +340,6 @@ pub fn generate(
 
 /// The insight worker: waits for the model, then turns jobs into insights until shutdown.
 pub fn run_worker(shared: Arc<Shared>, jobs: Receiver<InsightJob>) {
-    let mut ctx: Option<ember_llama::Context> = None;
     while !shared.stopping.load(Ordering::Relaxed) {
         let job = match jobs.recv_timeout(Duration::from_millis(250)) {
             Ok(job) => {
@@ -369,19 +360,8 @@ pub fn run_worker(shared: Arc<Shared>, jobs: Receiver<InsightJob>) {
             }
         };
         let Some(llm) = llm else { continue };
-        if ctx.is_none() {
-            match llm.new_context() {
-                Ok(c) => ctx = Some(c),
-                Err(e) => {
-                    log::error!("insights: cannot create a context: {e:#}");
-                    shared.metrics.insight_failures.inc();
-                    continue;
-                }
-            }
-        }
-        let Some(c) = ctx.as_mut() else { continue };
         let started = Instant::now();
-        let result = generate(&llm, c, &job, shared.config.insights.max_tokens);
+        let result = generate(&llm, &job, shared.config.insights.max_tokens);
         shared
             .metrics
             .insight_seconds

@@ -30,6 +30,7 @@
 pub mod alerts;
 pub mod cli;
 pub mod config;
+pub mod engine;
 pub mod http;
 pub mod hub;
 pub mod insights;

@@ -1,21 +1,20 @@
-//! The loaded model and its generation slots.
+//! The loaded model and its generation engine.
 //!
-//! One [`Model`] is shared by every slot; each generation takes a [`Context`] from a pool
-//! (created on first use, at most `max_concurrent` plus the insight worker's own) and runs on
-//! a blocking thread, never on the async runtime. Text goes out through a bounded channel;
-//! when the receiver is gone (the HTTP client disconnected) the generation stops.
+//! Every generation runs through the one [`Engine`]: a thread that batches all running
+//! sequences into one decode per step (see [`crate::engine`]). Text goes out through a
+//! channel per request; when the receiver is gone (the HTTP client disconnected) the
+//! sequence leaves the batch.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
-use ember_llama::{
-    ChatMessage, Context, ContextParams, FinishReason, GenerateOptions, Model, ModelParams,
-    SamplerBuilder,
-};
+use ember_llama::{BatchGenerator, ChatMessage, Context, ContextParams, Model, ModelParams};
 use tokio::sync::mpsc;
 
 use crate::config::ModelConfig;
+use crate::engine::{Engine, Priority};
+use crate::metrics::EngineMetrics;
 
 /// Sampling and limits of one generation.
 #[derive(Debug, Clone)]
@@ -51,26 +50,32 @@ pub enum GenEvent {
 }
 
 /// How a generation ended.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct GenSummary {
     /// OpenAI's name for why it ended (`stop`, `length`, `cancelled`).
     pub finish_reason: &'static str,
     /// Prompt tokens.
     pub prompt_tokens: usize,
+    /// Of those, tokens reused from the KV cache (a prefix shared with an earlier prompt).
+    pub cached_tokens: usize,
     /// Generated tokens.
     pub completion_tokens: usize,
+    /// Milliseconds from admission to the first token (prompt decoding).
+    pub prompt_ms: f64,
+    /// Milliseconds from the first token to the last.
+    pub generation_ms: f64,
     /// True when it stopped because the receiver was dropped.
     pub client_gone: bool,
 }
 
-/// A loaded model and its context pool.
+/// A loaded model and its generation engine.
 pub struct Llm {
     model: Arc<Model>,
     name: String,
     template: String,
     params: ContextParams,
     config: ModelConfig,
-    pool: Mutex<Vec<Context>>,
+    engine: Engine,
     embed: Mutex<Option<Context>>,
 }
 
@@ -84,12 +89,15 @@ impl std::fmt::Debug for Llm {
 }
 
 impl Llm {
-    /// Loads the model at `path` (blocking: call it off the async runtime).
+    /// Loads the model at `path` and starts its engine (blocking: call it off the async
+    /// runtime). The engine's context holds `max_concurrent` API sequences and one for
+    /// background work, `ctx_size` tokens each on average in one unified KV cache.
     ///
     /// # Errors
     ///
-    /// The model cannot be loaded, or the chat template is unknown.
-    pub fn load(path: &Path, config: &ModelConfig) -> anyhow::Result<Llm> {
+    /// The model cannot be loaded, the chat template is unknown, or the engine's context
+    /// cannot be created.
+    pub fn load(path: &Path, config: &ModelConfig, metrics: EngineMetrics) -> anyhow::Result<Llm> {
         let model = Model::load(path, &ModelParams::default())
             .with_context(|| format!("cannot load model {}", path.display()))?;
         let model = Arc::new(model);
@@ -122,13 +130,30 @@ impl Llm {
             .threads
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(4, |n| n.get() as i32));
         params = params.with_threads(threads).with_threads_batch(threads);
+        let sequences = config.max_concurrent + 1;
+        let engine_params = params
+            .clone()
+            .with_n_ctx(config.ctx_size.saturating_mul(sequences as u32))
+            .with_n_seq_max(sequences as u32)
+            .with_kv_unified(true);
+        let ctx = Context::new(&model, &engine_params).with_context(|| {
+            format!(
+                "cannot create the generation context ({sequences} sequences of {} tokens): lower model.max_concurrent or model.ctx_size",
+                config.ctx_size
+            )
+        })?;
+        let generator = BatchGenerator::new(ctx)
+            .context("cannot start the batch generator")?
+            .with_max_sequence_tokens(config.ctx_size as usize);
+        let engine = Engine::start(generator, config.max_concurrent, metrics)
+            .context("cannot start the generation engine thread")?;
         Ok(Llm {
             model,
             name,
             template,
             params,
             config: config.clone(),
-            pool: Mutex::new(Vec::new()),
+            engine,
             embed: Mutex::new(None),
         })
     }
@@ -206,105 +231,37 @@ impl Llm {
         Ok(tokens)
     }
 
-    /// A fresh context with this model's settings (for a worker that keeps its own).
-    ///
-    /// # Errors
-    ///
-    /// llama.cpp could not create it.
-    pub fn new_context(&self) -> anyhow::Result<Context> {
-        Ok(Context::new(&self.model, &self.params)?)
+    /// Queues a generation; its text and end arrive on the returned receiver. Dropping
+    /// the receiver, or triggering the handle, cancels it.
+    pub fn submit(
+        &self,
+        req: GenRequest,
+        priority: Priority,
+    ) -> (mpsc::UnboundedReceiver<GenEvent>, ember_llama::CancelHandle) {
+        self.engine.submit(req, priority)
     }
 
-    /// Runs one generation on the calling (blocking) thread with a pooled context, sending
-    /// text to `tx`. Stops early when `tx`'s receiver is dropped.
+    /// Runs one generation to its end on the calling (blocking, non-async) thread and
+    /// returns its whole text.
     ///
     /// # Errors
     ///
     /// Bad parameters (grammar, prompt too long) and llama.cpp failures.
-    pub fn generate_pooled(
+    pub fn generate_blocking(
         &self,
-        req: &GenRequest,
-        tx: &mpsc::Sender<GenEvent>,
-    ) -> anyhow::Result<GenSummary> {
-        let ctx = self.pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        let mut ctx = match ctx {
-            Some(ctx) => ctx,
-            None => self.new_context()?,
-        };
-        let result = self.generate_with(&mut ctx, req, |text| {
-            tx.blocking_send(GenEvent::Text(text)).is_ok()
-        });
-        self.pool
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(ctx);
-        let summary = result?;
-        // The receiver may be gone already; that is what client_gone reports.
-        let _ = tx.blocking_send(GenEvent::Done(summary));
-        Ok(summary)
-    }
-
-    /// Runs one generation on `ctx`, handing each piece of text to `sink`; `sink` returning
-    /// false stops it (reported as `client_gone`).
-    ///
-    /// # Errors
-    ///
-    /// As [`Llm::generate_pooled`].
-    pub fn generate_with(
-        &self,
-        ctx: &mut Context,
-        req: &GenRequest,
-        mut sink: impl FnMut(String) -> bool,
-    ) -> anyhow::Result<GenSummary> {
-        // The grammar constrains the candidates first; the last stage picks the token.
-        let mut builder = SamplerBuilder::new();
-        if let Some(g) = &req.grammar {
-            // The penalty keeps a small model from looping inside a JSON string. No top-k
-            // before the grammar: if it left no token the grammar accepts, llama.cpp would
-            // throw through the C API and abort.
-            builder = builder.penalties(64, 1.3, 0.0, 0.0).grammar(g, "root");
-        }
-        builder = if req.temperature <= 0.0 {
-            builder.select_greedy()
-        } else {
-            if req.top_p < 1.0 {
-                builder = builder.top_p(req.top_p, 1);
-            }
-            builder.temperature(req.temperature).seeded(req.seed)
-        };
-        let mut sampler = builder.build(&self.model)?;
-        let mut options = GenerateOptions::default().with_max_tokens(req.max_tokens);
-        for s in &req.stops {
-            options = options.with_stop(s.clone());
-        }
-        let mut generation = match &req.prompt_tokens {
-            Some(tokens) => ctx.generate_from_tokens(&mut sampler, tokens, &options)?,
-            None => ctx.generate(&mut sampler, &req.prompt, &options)?,
-        };
-        let mut client_gone = false;
-        for piece in generation.by_ref() {
-            let piece = piece?;
-            if !piece.text.is_empty() && !sink(piece.text) {
-                client_gone = true;
-                break;
+        req: GenRequest,
+        priority: Priority,
+    ) -> anyhow::Result<(String, GenSummary)> {
+        let (mut rx, _cancel) = self.submit(req, priority);
+        let mut text = String::new();
+        while let Some(event) = rx.blocking_recv() {
+            match event {
+                GenEvent::Text(t) => text.push_str(&t),
+                GenEvent::Done(summary) => return Ok((text, summary)),
+                GenEvent::Failed(e) => anyhow::bail!("generation failed: {e}"),
             }
         }
-        let stats = generation.stats();
-        let finish_reason = if client_gone {
-            "cancelled"
-        } else {
-            match generation.finish_reason() {
-                Some(FinishReason::MaxTokens | FinishReason::ContextFull) => "length",
-                Some(FinishReason::Cancelled) => "cancelled",
-                _ => "stop",
-            }
-        };
-        Ok(GenSummary {
-            finish_reason,
-            prompt_tokens: stats.prompt_tokens,
-            completion_tokens: stats.generated_tokens,
-            client_gone,
-        })
+        anyhow::bail!("the generation engine ended without a result")
     }
 
     /// Embeds each text (blocking), with the one embeddings context.

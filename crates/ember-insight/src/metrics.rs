@@ -39,6 +39,34 @@ pub struct EndpointLabel {
     pub endpoint: String,
 }
 
+/// The generation engine's metrics (handles shared with [`Metrics`]; the engine gets a
+/// clone).
+#[derive(Clone, Debug)]
+pub struct EngineMetrics {
+    /// API requests waiting for a sequence.
+    pub queue: Gauge,
+    /// Sequences in each batched decode.
+    pub batch_sequences: Histogram,
+    /// Prompt tokens decoded.
+    pub prompt_tokens_evaluated: Counter,
+    /// Prompt tokens reused from the KV cache instead.
+    pub prompt_tokens_reused: Counter,
+    /// Tokens sampled per second over all sequences (5 s windows; 0 when idle).
+    pub tokens_per_second: Gauge<f64, AtomicU64>,
+}
+
+impl Default for EngineMetrics {
+    fn default() -> Self {
+        EngineMetrics {
+            queue: Gauge::default(),
+            batch_sequences: Histogram::new(exponential_buckets(1.0, 2.0, 9)),
+            prompt_tokens_evaluated: Counter::default(),
+            prompt_tokens_reused: Counter::default(),
+            tokens_per_second: Gauge::default(),
+        }
+    }
+}
+
 /// Every metric of the daemon.
 pub struct Metrics {
     registry: Mutex<Registry>,
@@ -92,6 +120,8 @@ pub struct Metrics {
     pub probe_up: Family<ProbeLabel, Gauge>,
     /// 1 once a model is loaded.
     pub model_loaded: Gauge,
+    /// The generation engine's.
+    pub engine: EngineMetrics,
 }
 
 // The registry's contents are not worth printing; `Shared`'s Debug shows that it is there.
@@ -132,6 +162,7 @@ impl Metrics {
             probe_bpf: Gauge::default(),
             probe_up: Family::default(),
             model_loaded: Gauge::default(),
+            engine: EngineMetrics::default(),
         };
         let info = Family::<Vec<(String, String)>, Gauge>::default();
         info.get_or_create(&vec![("version".to_string(), version.to_string())])
@@ -166,6 +197,31 @@ impl Metrics {
             "prompt_tokens",
             "Prompt tokens decoded through the API",
             m.prompt_tokens.clone(),
+        );
+        registry.register(
+            "generation_queue",
+            "API generation requests waiting for a sequence",
+            m.engine.queue.clone(),
+        );
+        registry.register(
+            "batch_sequences",
+            "Sequences in each batched decode",
+            m.engine.batch_sequences.clone(),
+        );
+        registry.register(
+            "prompt_tokens_evaluated",
+            "Prompt tokens decoded by the engine (API and insights)",
+            m.engine.prompt_tokens_evaluated.clone(),
+        );
+        registry.register(
+            "prompt_tokens_reused",
+            "Prompt tokens reused from the KV cache instead of decoded",
+            m.engine.prompt_tokens_reused.clone(),
+        );
+        registry.register(
+            "generation_tokens_per_second",
+            "Tokens sampled per second over all sequences (5 s windows)",
+            m.engine.tokens_per_second.clone(),
         );
         registry.register("alerts", "Alerts raised, by rule", m.alerts.clone());
         registry.register(

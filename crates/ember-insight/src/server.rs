@@ -54,7 +54,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         let s = shared.clone();
         tokio::task::spawn_blocking(move || {
             let started = Instant::now();
-            match Llm::load(&path, &s.config.model) {
+            match Llm::load(&path, &s.config.model, s.metrics.engine.clone()) {
                 Ok(llm) => {
                     log::info!(
                         "model {} loaded in {:.1} s (template {})",
@@ -156,7 +156,11 @@ pub fn once(config: Config, duration: Duration) -> anyhow::Result<String> {
     let shared = Shared::new(config);
     let llm = match &shared.config.model.path {
         Some(path) => {
-            let llm = Arc::new(Llm::load(path, &shared.config.model)?);
+            let llm = Arc::new(Llm::load(
+                path,
+                &shared.config.model,
+                shared.metrics.engine.clone(),
+            )?);
             shared.set_model(ModelState::Ready(llm.clone()));
             Some(llm)
         }
@@ -172,9 +176,8 @@ pub fn once(config: Config, duration: Duration) -> anyhow::Result<String> {
     let mut insight_errors = Vec::new();
     if let Some(llm) = &llm {
         if shared.config.insights.enabled {
-            let mut ctx = llm.new_context()?;
             for job in jobs_rx.try_iter().take(1) {
-                match insights::generate(llm, &mut ctx, &job, shared.config.insights.max_tokens) {
+                match insights::generate(llm, &job, shared.config.insights.max_tokens) {
                     Ok(i) => shared
                         .insights
                         .lock()

@@ -80,7 +80,8 @@ pub struct Shared {
     pub telemetry: RwLock<TelemetrySnapshot>,
     /// The model.
     pub model: RwLock<ModelState>,
-    /// Generation slots of the API.
+    /// Admission of API generations: `max_concurrent` running plus `queue` waiting; a
+    /// request that finds none free is answered 429.
     pub slots: Arc<Semaphore>,
     /// When the daemon started.
     pub started: Instant,
@@ -98,7 +99,9 @@ impl Shared {
             insights: Mutex::new(InsightStore::new(config.insights.keep)),
             telemetry: RwLock::new(TelemetrySnapshot::default()),
             model: RwLock::new(ModelState::None),
-            slots: Arc::new(Semaphore::new(config.model.max_concurrent)),
+            slots: Arc::new(Semaphore::new(
+                config.model.max_concurrent + config.model.queue,
+            )),
             started: Instant::now(),
             stopping: AtomicBool::new(false),
             config,

@@ -49,7 +49,7 @@ fn forged_turn_markers_in_telemetry_stay_plain_text() {
         threads: Some(2),
         ..ModelConfig::default()
     };
-    let llm = Llm::load(&path, &config).expect("load the test model");
+    let llm = Llm::load(&path, &config, Default::default()).expect("load the test model");
     let model = llm.model();
     let special = |text: &str| {
         let t = model.tokenize(text, false, true).unwrap();

@@ -6,6 +6,7 @@
 mod common;
 
 mod api;
+mod batching;
 mod errors;
 mod grafana;
 mod injection;

@@ -65,6 +65,9 @@ impl Config {
         if let Some(n) = cli.max_concurrent {
             config.model.max_concurrent = n;
         }
+        if let Some(n) = cli.queue {
+            config.model.queue = n;
+        }
         if let Some(mode) = cli.probe_mode {
             config.probes.mode = mode;
         }

@@ -18,12 +18,15 @@ pub struct ModelConfig {
     /// Built-in chat template used when the model carries none (default: gemma for Gemma
     /// models, else chatml).
     pub chat_template: Option<String>,
-    /// Context size per generation slot.
+    /// Most tokens (prompt plus output) of one generation; the engine's KV cache holds this
+    /// many per sequence on average.
     pub ctx_size: u32,
     /// CPU threads per generation (default: all cores).
     pub threads: Option<i32>,
-    /// Concurrent generations through the API; more are answered 429.
+    /// API generations batched together (sequences of the engine); more wait in the queue.
     pub max_concurrent: usize,
+    /// API requests that may wait for a sequence; beyond that they are answered 429.
+    pub queue: usize,
     /// Upper bound on `max_tokens` of a request.
     pub max_tokens: usize,
     /// `max_tokens` when a request gives none.
@@ -38,7 +41,8 @@ impl Default for ModelConfig {
             chat_template: None,
             ctx_size: 2048,
             threads: None,
-            max_concurrent: 2,
+            max_concurrent: 4,
+            queue: 16,
             max_tokens: 1024,
             default_max_tokens: 128,
         }

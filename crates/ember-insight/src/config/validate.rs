@@ -52,8 +52,9 @@ impl Config {
             "model.max_concurrent (--max-concurrent)",
             m.max_concurrent,
             1,
-            256,
+            255,
         )?;
+        within("model.queue (--queue)", m.queue, 0, 65_536)?;
         within("model.max_tokens", m.max_tokens, 1, 1 << 20)?;
         within(
             "model.default_max_tokens",

@@ -268,8 +268,11 @@ fn test_model() -> Option<std::path::PathBuf> {
 #[tokio::test]
 async fn busy_slots_answer_429_and_count_the_rejection() {
     let Some(path) = test_model() else { return };
-    let state = state_with(|c| c.model.max_concurrent = 1);
-    let llm = crate::llm::Llm::load(&path, &state.config.model).unwrap();
+    let state = state_with(|c| {
+        c.model.max_concurrent = 1;
+        c.model.queue = 0;
+    });
+    let llm = crate::llm::Llm::load(&path, &state.config.model, Default::default()).unwrap();
     state.set_model(ModelState::Ready(Arc::new(llm)));
     let held = state.slots.clone().try_acquire_owned().unwrap();
     let body = json!({"prompt": "hi", "max_tokens": 1}).to_string();

@@ -1,5 +1,5 @@
-//! Running one generation: taking a slot, turning a request's sampling fields into a
-//! [`GenRequest`], starting it on a blocking thread and collecting its text.
+//! Running one generation: taking an admission permit, turning a request's sampling fields
+//! into a [`GenRequest`], queueing it in the engine and collecting its text.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -8,6 +8,7 @@ use axum::http::StatusCode;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 
 use super::request::{OneOrMany, Sampling};
+use crate::engine::Priority;
 use crate::http::{ApiError, AppState};
 use crate::llm::{GenEvent, GenRequest, GenSummary, Llm};
 use crate::metrics::EndpointLabel;
@@ -30,8 +31,8 @@ pub(super) fn take_slot(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limit_exceeded",
             format!(
-                "all {} generation slots are busy: retry later",
-                state.config.model.max_concurrent
+                "{} generations are running and {} waiting (model.max_concurrent, model.queue): retry later",
+                state.config.model.max_concurrent, state.config.model.queue
             ),
         )
     })
@@ -83,7 +84,10 @@ pub(super) fn gen_request(
     Ok((req, s.stream))
 }
 
-/// Starts a generation on a blocking thread; its text arrives on the returned receiver.
+/// Queues a generation in the engine; its text arrives on the returned receiver. A task
+/// holds the admission permit until it ends and keeps the metrics; when the client goes
+/// away (the receiver is dropped) it drops the engine's receiver, which takes the sequence
+/// out of the batch.
 pub(super) fn spawn_generation(
     state: &AppState,
     llm: Arc<Llm>,
@@ -91,8 +95,8 @@ pub(super) fn spawn_generation(
     permit: OwnedSemaphorePermit,
     endpoint: &'static str,
     id: String,
-) -> mpsc::Receiver<GenEvent> {
-    let (tx, rx) = mpsc::channel(16);
+) -> mpsc::UnboundedReceiver<GenEvent> {
+    let (tx, rx) = mpsc::unbounded_channel();
     let state = state.clone();
     state
         .metrics
@@ -101,35 +105,58 @@ pub(super) fn spawn_generation(
             endpoint: endpoint.into(),
         })
         .inc();
-    tokio::task::spawn_blocking(move || {
+    let (mut events, cancel) = llm.submit(req, Priority::Api);
+    tokio::spawn(async move {
         let _permit = permit;
         let m = &state.metrics;
         m.generations_running.inc();
-        let result = llm.generate_pooled(&req, &tx);
-        m.generations_running.dec();
-        match result {
-            Ok(summary) => {
-                m.prompt_tokens.inc_by(summary.prompt_tokens as u64);
-                m.generated_tokens.inc_by(summary.completion_tokens as u64);
-                if summary.client_gone {
-                    m.generations_cancelled.inc();
-                    log::info!(
-                        "generation {id} stopped after {} tokens: the client disconnected",
-                        summary.completion_tokens
-                    );
+        let mut gone = false;
+        loop {
+            let event = if gone {
+                events.recv().await
+            } else {
+                tokio::select! {
+                    event = events.recv() => event,
+                    () = tx.closed() => {
+                        // The engine ends the sequence at its next step and says so.
+                        cancel.cancel();
+                        gone = true;
+                        continue;
+                    }
                 }
+            };
+            let Some(event) = event else { break };
+            let last = !matches!(event, GenEvent::Text(_));
+            match &event {
+                GenEvent::Text(_) => {}
+                GenEvent::Done(summary) => {
+                    m.prompt_tokens.inc_by(summary.prompt_tokens as u64);
+                    m.generated_tokens.inc_by(summary.completion_tokens as u64);
+                    if summary.client_gone {
+                        m.generations_cancelled.inc();
+                        log::info!(
+                            "generation {id} stopped after {} tokens: the client disconnected",
+                            summary.completion_tokens
+                        );
+                    }
+                }
+                GenEvent::Failed(e) => log::error!("generation {id} failed: {e}"),
             }
-            Err(e) => {
-                log::error!("generation {id} failed: {e:#}");
-                let _ = tx.blocking_send(GenEvent::Failed(format!("{e}")));
+            if !gone {
+                // A failed send means the client is gone: the next select sees it.
+                let _ = tx.send(event);
+            }
+            if last {
+                break;
             }
         }
+        m.generations_running.dec();
     });
     rx
 }
 
 pub(super) async fn collect(
-    mut rx: mpsc::Receiver<GenEvent>,
+    mut rx: mpsc::UnboundedReceiver<GenEvent>,
 ) -> Result<(String, GenSummary), ApiError> {
     let mut text = String::new();
     while let Some(ev) = rx.recv().await {

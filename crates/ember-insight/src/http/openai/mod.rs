@@ -2,10 +2,11 @@
 //! `/v1/chat/completions` (both streamed as server-sent events with a final `[DONE]`, or not)
 //! and `/v1/embeddings`.
 //!
-//! Each generation holds one of `model.max_concurrent` slots; a request that finds none free
-//! is answered 429 at once (counted in `insightd_generations_rejected_total`). Generations run
-//! on blocking threads; one whose client disconnects stops at the next token (counted in
-//! `insightd_generations_cancelled_total` and logged).
+//! Every generation runs in the engine's batch ([`crate::engine`]): `model.max_concurrent`
+//! at once, up to `model.queue` more waiting in order; a request beyond that is answered 429
+//! at once (counted in `insightd_generations_rejected_total`). One whose client disconnects
+//! leaves the batch at the next step (counted in `insightd_generations_cancelled_total` and
+//! logged).
 
 mod chat;
 mod generation;
@@ -73,7 +74,7 @@ enum GenerationErrors {
     /// A body over `limits.body_bytes`.
     #[response(status = 413)]
     TooLarge(ErrorBody),
-    /// Every generation slot is busy.
+    /// Every sequence is running and the queue is full.
     #[response(status = 429)]
     Busy(ErrorBody),
     /// The generation failed (see the daemon's log).

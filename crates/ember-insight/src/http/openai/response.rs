@@ -48,6 +48,16 @@ pub struct Usage {
     completion_tokens: usize,
     /// Both.
     total_tokens: usize,
+    /// What the prompt's tokens cost.
+    prompt_tokens_details: PromptTokensDetails,
+}
+
+/// `usage.prompt_tokens_details`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PromptTokensDetails {
+    /// Prompt tokens reused from the KV cache (a prefix shared with an earlier request)
+    /// instead of decoded.
+    cached_tokens: usize,
 }
 
 /// `/v1/completions` (not streamed).
@@ -156,5 +166,8 @@ pub(super) fn usage(s: &GenSummary) -> Usage {
         prompt_tokens: s.prompt_tokens,
         completion_tokens: s.completion_tokens,
         total_tokens: s.prompt_tokens + s.completion_tokens,
+        prompt_tokens_details: PromptTokensDetails {
+            cached_tokens: s.cached_tokens,
+        },
     }
 }

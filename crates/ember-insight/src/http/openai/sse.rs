@@ -12,7 +12,7 @@ use crate::llm::GenEvent;
 
 /// Turns generation events into SSE chunks (`make(text, finish)`), then `[DONE]`.
 pub(super) fn sse_response(
-    rx: mpsc::Receiver<GenEvent>,
+    rx: mpsc::UnboundedReceiver<GenEvent>,
     first: Option<Value>,
     make: impl Fn(Option<&str>, Option<&str>) -> Value + Send + 'static,
 ) -> Response {
@@ -34,8 +34,8 @@ pub(super) fn sse_response(
                 Some(GenEvent::Done(s)) => {
                     let last = make(None, Some(s.finish_reason));
                     // The final chunk, then the [DONE] sentinel on the next poll.
-                    let (tx, rx2) = mpsc::channel(1);
-                    let _ = tx.try_send(GenEvent::Failed(String::new()));
+                    let (tx, rx2) = mpsc::unbounded_channel();
+                    let _ = tx.send(GenEvent::Failed(String::new()));
                     rx = rx2;
                     (SseEvent::default().data(last.to_string()), false)
                 }

@@ -45,8 +45,10 @@ pub enum ModelStatus {
         chat_template: String,
         /// Context size per generation.
         ctx_size: u32,
-        /// Generations at once.
+        /// Generations batched at once.
         max_concurrent: usize,
+        /// Requests that may wait for one.
+        queue: usize,
     },
 }
 
@@ -87,6 +89,7 @@ pub fn model_status(state: &AppState) -> ModelStatus {
             },
             ctx_size: llm.config().ctx_size,
             max_concurrent: llm.config().max_concurrent,
+            queue: llm.config().queue,
         },
     }
 }

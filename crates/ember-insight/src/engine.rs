@@ -1,0 +1,329 @@
+//! The generation engine: one thread owns the model's one [`BatchGenerator`] and runs every
+//! generation (API requests and insights) through it, one decode per step for all of them,
+//! with the configured threads. However many requests are active, the CPU is never
+//! oversubscribed.
+//!
+//! Requests arrive on a channel and wait in order until a sequence is free: the API gets
+//! `model.max_concurrent` sequences, background work (insights) one more of its own, so an
+//! insight never waits behind a full API queue. (How many API requests may wait is the HTTP
+//! layer's `model.queue`.) Text goes back on an unbounded channel per request; when its
+//! receiver is gone (the client disconnected) the sequence leaves the batch at the next
+//! step.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{mpsc as std_mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use ember_llama::{
+    BatchEvent, BatchGenerator, CancelHandle, FinishReason, GenerateOptions, Model, SamplerBuilder,
+    SequenceId,
+};
+use tokio::sync::mpsc;
+
+use crate::llm::{GenEvent, GenRequest, GenSummary};
+use crate::metrics::EngineMetrics;
+
+/// Who a generation is for: API requests and background work have separate sequences.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Priority {
+    /// An HTTP request (at most `model.max_concurrent` run at once).
+    Api,
+    /// The insight worker (one at a time, on its own sequence).
+    Background,
+}
+
+struct Job {
+    req: GenRequest,
+    priority: Priority,
+    events: mpsc::UnboundedSender<GenEvent>,
+    cancel: CancelHandle,
+}
+
+impl Job {
+    /// Whether nobody waits for it any more.
+    fn abandoned(&self) -> bool {
+        self.events.is_closed() || self.cancel.is_cancelled()
+    }
+}
+
+/// A job's sequence while it runs.
+struct Active {
+    priority: Priority,
+    events: mpsc::UnboundedSender<GenEvent>,
+    cancel: CancelHandle,
+    client_gone: bool,
+}
+
+/// The handle the rest of the daemon submits to; the thread stops when it is dropped.
+pub struct Engine {
+    jobs: std_mpsc::Sender<Job>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Engine")
+    }
+}
+
+impl Engine {
+    /// Starts the engine thread over `generator`, `api_sequences` of whose sequences serve
+    /// [`Priority::Api`] and the rest background work.
+    ///
+    /// # Errors
+    ///
+    /// The thread cannot be started.
+    pub fn start(
+        generator: BatchGenerator,
+        api_sequences: usize,
+        metrics: EngineMetrics,
+    ) -> std::io::Result<Engine> {
+        let (jobs, rx) = std_mpsc::channel();
+        std::thread::Builder::new()
+            .name("insightd-engine".into())
+            .spawn(move || Runner::new(generator, api_sequences, metrics).run(&rx))?;
+        Ok(Engine { jobs })
+    }
+
+    /// Queues `req`; its text and end arrive on the returned receiver. Dropping the
+    /// receiver, or triggering the handle, cancels it (at the next step, or before it
+    /// starts); with the handle, the receiver still gets the final
+    /// [`GenEvent::Done`] (with `client_gone`).
+    pub fn submit(
+        &self,
+        req: GenRequest,
+        priority: Priority,
+    ) -> (mpsc::UnboundedReceiver<GenEvent>, CancelHandle) {
+        let (events, rx) = mpsc::unbounded_channel();
+        let cancel = CancelHandle::default();
+        let job = Job {
+            req,
+            priority,
+            events,
+            cancel: cancel.clone(),
+        };
+        if let Err(std_mpsc::SendError(job)) = self.jobs.send(job) {
+            let _ = job
+                .events
+                .send(GenEvent::Failed("the generation engine has stopped".into()));
+        }
+        (rx, cancel)
+    }
+}
+
+struct Runner {
+    generator: BatchGenerator,
+    model: Arc<Model>,
+    api_sequences: usize,
+    metrics: EngineMetrics,
+    waiting: VecDeque<Job>,
+    active: HashMap<SequenceId, Active>,
+    /// Tokens sampled in the current rate window, and when it began.
+    window: (u64, Instant),
+}
+
+impl Runner {
+    fn new(generator: BatchGenerator, api_sequences: usize, metrics: EngineMetrics) -> Runner {
+        Runner {
+            model: Arc::clone(generator.context().model()),
+            generator,
+            api_sequences,
+            metrics,
+            waiting: VecDeque::new(),
+            active: HashMap::new(),
+            window: (0, Instant::now()),
+        }
+    }
+
+    fn run(mut self, jobs: &std_mpsc::Receiver<Job>) {
+        loop {
+            if self.active.is_empty() && self.waiting.is_empty() {
+                self.metrics.tokens_per_second.set(0.0);
+                match jobs.recv() {
+                    Ok(job) => self.waiting.push_back(job),
+                    Err(_) => return,
+                }
+            }
+            self.waiting.extend(jobs.try_iter());
+            self.admit();
+            for (id, a) in &mut self.active {
+                if (a.events.is_closed() || a.cancel.is_cancelled()) && !a.client_gone {
+                    a.client_gone = true;
+                    self.generator.cancel(*id);
+                }
+            }
+            if self.active.is_empty() {
+                continue;
+            }
+            let events = self.generator.step();
+            let step = self.generator.last_step();
+            if step.sequences > 0 {
+                self.metrics.batch_sequences.observe(step.sequences as f64);
+                self.metrics
+                    .prompt_tokens_evaluated
+                    .inc_by(step.prompt_tokens as u64);
+            }
+            for event in events {
+                self.dispatch(event);
+            }
+        }
+    }
+
+    fn running(&self, priority: Priority) -> usize {
+        self.active
+            .values()
+            .filter(|a| a.priority == priority)
+            .count()
+    }
+
+    /// Starts waiting jobs, oldest first, while their kind has a free sequence.
+    fn admit(&mut self) {
+        let mut api_free = self
+            .api_sequences
+            .saturating_sub(self.running(Priority::Api));
+        let mut background_free = self
+            .generator
+            .capacity()
+            .saturating_sub(self.api_sequences)
+            .saturating_sub(self.running(Priority::Background));
+        let mut still_waiting = VecDeque::new();
+        while let Some(job) = self.waiting.pop_front() {
+            if job.abandoned() {
+                if !job.events.is_closed() {
+                    let _ = job.events.send(GenEvent::Done(GenSummary {
+                        finish_reason: "cancelled",
+                        client_gone: true,
+                        ..GenSummary::default()
+                    }));
+                }
+                continue;
+            }
+            let free = match job.priority {
+                Priority::Api => &mut api_free,
+                Priority::Background => &mut background_free,
+            };
+            if *free == 0 || !self.generator.has_free_slot() {
+                still_waiting.push_back(job);
+                continue;
+            }
+            *free -= 1;
+            self.start(job);
+        }
+        self.waiting = still_waiting;
+        self.metrics.queue.set(self.waiting.len() as i64);
+    }
+
+    fn start(&mut self, job: Job) {
+        let submitted = self.tokens(&job.req).and_then(|tokens| {
+            let sampler = sampler(&self.model, &job.req)?;
+            let mut options = GenerateOptions::default().with_max_tokens(job.req.max_tokens);
+            for s in &job.req.stops {
+                options = options.with_stop(s.clone());
+            }
+            Ok(self.generator.submit(tokens, sampler, options)?)
+        });
+        match submitted {
+            Ok(id) => {
+                self.active.insert(
+                    id,
+                    Active {
+                        priority: job.priority,
+                        events: job.events,
+                        cancel: job.cancel,
+                        client_gone: false,
+                    },
+                );
+            }
+            Err(e) => {
+                let _ = job.events.send(GenEvent::Failed(format!("{e:#}")));
+            }
+        }
+    }
+
+    fn tokens(&self, req: &GenRequest) -> anyhow::Result<Vec<ember_llama::Token>> {
+        Ok(match &req.prompt_tokens {
+            Some(tokens) => tokens.clone(),
+            None => self.model.tokenize(&req.prompt, true, true)?,
+        })
+    }
+
+    fn dispatch(&mut self, event: BatchEvent) {
+        match event {
+            BatchEvent::Piece { id, piece } => {
+                self.count_token();
+                let Some(a) = self.active.get_mut(&id) else {
+                    return;
+                };
+                if !piece.text.is_empty()
+                    && a.events.send(GenEvent::Text(piece.text)).is_err()
+                    && !a.client_gone
+                {
+                    a.client_gone = true;
+                    self.generator.cancel(id);
+                }
+            }
+            BatchEvent::Finished { id, reason, stats } => {
+                let Some(a) = self.active.remove(&id) else {
+                    return;
+                };
+                self.metrics
+                    .prompt_tokens_reused
+                    .inc_by(stats.cached_prompt_tokens as u64);
+                let finish_reason = match reason {
+                    _ if a.client_gone => "cancelled",
+                    FinishReason::MaxTokens | FinishReason::ContextFull => "length",
+                    FinishReason::Cancelled => "cancelled",
+                    _ => "stop",
+                };
+                let summary = GenSummary {
+                    finish_reason,
+                    prompt_tokens: stats.prompt_tokens,
+                    cached_tokens: stats.cached_prompt_tokens,
+                    completion_tokens: stats.generated_tokens,
+                    prompt_ms: stats.prompt_time.as_secs_f64() * 1e3,
+                    generation_ms: stats.generation_time.as_secs_f64() * 1e3,
+                    client_gone: a.client_gone,
+                };
+                // The receiver may be gone already; that is what client_gone reports.
+                let _ = a.events.send(GenEvent::Done(summary));
+            }
+            BatchEvent::Failed { id, error, .. } => {
+                if let Some(a) = self.active.remove(&id) {
+                    let _ = a.events.send(GenEvent::Failed(error.to_string()));
+                }
+            }
+        }
+    }
+
+    /// Counts a sampled token into the tokens/s gauge (5 s windows).
+    fn count_token(&mut self) {
+        self.window.0 += 1;
+        let elapsed = self.window.1.elapsed();
+        if elapsed >= Duration::from_secs(5) {
+            self.metrics
+                .tokens_per_second
+                .set(self.window.0 as f64 / elapsed.as_secs_f64());
+            self.window = (0, Instant::now());
+        }
+    }
+}
+
+/// The sampler chain of a request: the grammar constrains the candidates first; the last
+/// stage picks the token.
+fn sampler(model: &Arc<Model>, req: &GenRequest) -> anyhow::Result<ember_llama::Sampler> {
+    let mut builder = SamplerBuilder::new();
+    if let Some(g) = &req.grammar {
+        // The penalty keeps a small model from looping inside a JSON string. No top-k
+        // before the grammar: if it left no token the grammar accepts, llama.cpp would
+        // throw through the C API and abort.
+        builder = builder.penalties(64, 1.3, 0.0, 0.0).grammar(g, "root");
+    }
+    builder = if req.temperature <= 0.0 {
+        builder.select_greedy()
+    } else {
+        if req.top_p < 1.0 {
+            builder = builder.top_p(req.top_p, 1);
+        }
+        builder.temperature(req.temperature).seeded(req.seed)
+    };
+    Ok(builder.build(model)?)
+}
