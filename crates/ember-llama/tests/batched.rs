@@ -135,6 +135,91 @@ fn one_sequence_through_the_engine_gives_the_tokens_generate_gives() {
     }
 }
 
+/// Runs `test` again in a child process of this test binary with `GGML_CPU_TILED_MM=0`
+/// (ggml reads it once per process, at the first decode, so it cannot be set here) and
+/// checks that it passed there; true in that child, where the test body runs.
+fn in_batch_invariant_process(test: &str) -> bool {
+    if std::env::var_os("EMBER_BATCH_INVARIANT_CHILD").is_some() {
+        assert_eq!(std::env::var("GGML_CPU_TILED_MM").as_deref(), Ok("0"));
+        return true;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env("GGML_CPU_TILED_MM", "0")
+        .env("EMBER_BATCH_INVARIANT_CHILD", "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let log: String = stderr
+        .lines()
+        .filter(|l| !l.starts_with("llama") && !l.starts_with("load"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "the test failed in its child process:\n{stdout}\n{log}"
+    );
+    false
+}
+
+/// Must show 1: eight greedy sequences batched (four start together, four join three steps
+/// later, prompts chunked next to generated tokens) give exactly the tokens each gives alone.
+#[test]
+fn eight_concurrent_greedy_sequences_give_the_tokens_each_gives_alone() {
+    if !in_batch_invariant_process(
+        "batched::eight_concurrent_greedy_sequences_give_the_tokens_each_gives_alone",
+    ) {
+        return;
+    }
+    let Some(model) = common::model_without_repacking() else {
+        return;
+    };
+    let n = 32;
+    let mut alone = Vec::new();
+    for prompt in PROMPTS {
+        let mut e = engine(&model, 512, 1).with_prefix_reuse(false);
+        let id = submit(&mut e, &model, tokens(&model, prompt), n);
+        let mut out = HashMap::new();
+        run(&mut e, &mut out);
+        let o = out.remove(&id).unwrap();
+        assert_eq!(o.finish, Some(FinishReason::MaxTokens), "{prompt:?}: {o:?}");
+        alone.push(o.tokens);
+    }
+    let mut e = engine(&model, 4096, 8).with_prefix_reuse(false);
+    let mut ids = Vec::new();
+    let mut out = HashMap::new();
+    for prompt in &PROMPTS[..4] {
+        ids.push(submit(&mut e, &model, tokens(&model, prompt), n));
+    }
+    for _ in 0..3 {
+        record(e.step(), &mut out);
+    }
+    for prompt in &PROMPTS[4..] {
+        ids.push(submit(&mut e, &model, tokens(&model, prompt), n));
+    }
+    let mut widest = 0;
+    while !e.is_idle() {
+        record(e.step(), &mut out);
+        widest = widest.max(e.last_step().sequences);
+    }
+    assert_eq!(widest, 8, "all eight sequences shared a decode");
+    for (i, id) in ids.iter().enumerate() {
+        let o = &out[id];
+        assert_eq!(
+            o.finish,
+            Some(FinishReason::MaxTokens),
+            "{:?}: {o:?}",
+            PROMPTS[i]
+        );
+        assert_eq!(
+            o.tokens, alone[i],
+            "{:?}: batched differs from alone",
+            PROMPTS[i]
+        );
+    }
+}
+
 #[test]
 fn sequences_join_and_leave_between_steps() {
     let Some(model) = common::model() else { return };

@@ -18,17 +18,23 @@
 //!
 //! # Exactness
 //!
-//! Batching is meant to change nothing but speed, and for greedy sampling it does not
-//! in these cases (tested): one sequence through the generator gives exactly the tokens of
-//! [`Context::generate`], and a prompt decoded after a reused prefix gives the tokens of
-//! the whole prompt decoded cold, when the model is loaded without weight repacking
-//! ([`ModelParams::with_weight_repacking`](crate::ModelParams::with_weight_repacking)),
-//! flash attention is on and steps stay under 64 tokens. A sequence decoded in the same step
-//! as other sequences' tokens is not yet bit-identical to the same sequence alone: ggml picks
-//! its kernels by the step's shape (repacked matrices per group of 4 rows, tiled flash
-//! attention from 64 rows, split-KV attention for one row over 512 cells or more), and
-//! on the pinned tree a prompt decoded next to another sequence's token still differs in
-//! the last bits, which greedy sampling can turn into another token after a few steps.
+//! Batching changes nothing but speed (tested, greedy: eight sequences batched, joining
+//! mid-way, give exactly the tokens each gives alone) when ggml's arithmetic for one token
+//! does not depend on the rest of its step. On the CPU that takes:
+//!
+//! - weights not repacked ([`ModelParams::with_weight_repacking`](crate::ModelParams::with_weight_repacking)
+//!   `(false)`): repacked matrices go through one kernel for each group of 4 rows of a step
+//!   and another for the rest;
+//! - `GGML_CPU_TILED_MM=0` in the process environment (read once, at the first decode):
+//!   ggml multiplies K-quant matrices with a tiled kernel from 8 rows per step and with dot
+//!   products below that, and the two round differently;
+//! - steps under 64 tokens ([`BatchGenerator::with_prompt_chunk`] below `64 - running`), and
+//!   fewer than 512 KV cells in use while a single sequence runs: flash attention switches to
+//!   a tiled kernel from 64 rows and to a split-KV one for one row over 512 cells.
+//!
+//! Otherwise batched and unbatched outputs differ in their last bits, which greedy sampling
+//! can turn into another token after some steps, as with llama.cpp's own server. Prefix
+//! reuse is exact under the same conditions (tested).
 
 mod prefix;
 

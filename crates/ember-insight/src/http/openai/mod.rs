@@ -13,6 +13,7 @@ mod generation;
 mod request;
 mod response;
 mod sse;
+mod tokens;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -37,8 +38,12 @@ use crate::llm::Llm;
 use crate::metrics::EndpointLabel;
 use chat::chat_messages;
 use generation::{collect, gen_request, spawn_generation, take_slot, NEXT_ID};
-use response::usage;
+use response::{timings, usage};
 use sse::sse_response;
+pub use tokens::{
+    __path_detokenize, __path_tokenize, detokenize, tokenize, DetokenizeRequest,
+    DetokenizeResponse, TokenizeRequest, TokenizeResponse,
+};
 
 fn now_secs() -> u64 {
     SystemTime::now()
@@ -150,6 +155,7 @@ pub async fn completions(
             finish_reason: summary.finish_reason,
         }],
         usage: usage(&summary),
+        timings: timings(&summary),
     })
     .into_response())
 }
@@ -201,6 +207,7 @@ pub async fn chat_completions(
             finish_reason: summary.finish_reason,
         }],
         usage: usage(&summary),
+        timings: timings(&summary),
     })
     .into_response())
 }

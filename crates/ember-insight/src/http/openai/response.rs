@@ -75,6 +75,8 @@ pub struct Completion {
     pub(super) choices: Vec<CompletionChoice>,
     /// Token counts.
     pub(super) usage: Usage,
+    /// Where the time went (llama-server's `timings`).
+    pub(super) timings: Timings,
 }
 
 /// A completion's text.
@@ -106,6 +108,8 @@ pub struct ChatCompletion {
     pub(super) choices: Vec<ChatChoice>,
     /// Token counts.
     pub(super) usage: Usage,
+    /// Where the time went (llama-server's `timings`).
+    pub(super) timings: Timings,
 }
 
 /// A chat completion's answer.
@@ -159,6 +163,46 @@ pub struct EmbeddingUsage {
     pub(super) prompt_tokens: usize,
     /// The same.
     pub(super) total_tokens: usize,
+}
+
+/// A generation's timings, with llama-server's field names.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Timings {
+    /// Prompt tokens reused from the KV cache.
+    cache_n: usize,
+    /// Prompt tokens decoded.
+    prompt_n: usize,
+    /// Milliseconds from admission to the first token (waiting in the batch included).
+    prompt_ms: f64,
+    /// Decoded prompt tokens per second.
+    prompt_per_second: f64,
+    /// Tokens generated.
+    predicted_n: usize,
+    /// Milliseconds from the first token to the last.
+    predicted_ms: f64,
+    /// Generated tokens per second.
+    predicted_per_second: f64,
+}
+
+fn per_second(n: usize, ms: f64) -> f64 {
+    if ms > 0.0 {
+        n as f64 * 1e3 / ms
+    } else {
+        0.0
+    }
+}
+
+pub(super) fn timings(s: &GenSummary) -> Timings {
+    let prompt_n = s.prompt_tokens.saturating_sub(s.cached_tokens);
+    Timings {
+        cache_n: s.cached_tokens,
+        prompt_n,
+        prompt_ms: s.prompt_ms,
+        prompt_per_second: per_second(prompt_n, s.prompt_ms),
+        predicted_n: s.completion_tokens,
+        predicted_ms: s.generation_ms,
+        predicted_per_second: per_second(s.completion_tokens, s.generation_ms),
+    }
 }
 
 pub(super) fn usage(s: &GenSummary) -> Usage {
