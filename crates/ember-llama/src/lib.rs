@@ -56,6 +56,7 @@ pub mod embedding;
 pub mod error;
 pub mod generate;
 pub mod gguf;
+pub mod logprobs;
 pub mod model;
 pub mod sampler;
 pub mod token;
@@ -70,6 +71,7 @@ pub use context::{
 pub use embedding::cosine_similarity;
 pub use error::{Error, Result};
 pub use generate::{FinishReason, GenerateOptions, Generation, GenerationStats, Piece};
+pub use logprobs::{Logprobs, TokenLogprob};
 pub use model::{Model, ModelParams, SpecialTokens};
 pub use sampler::{Sampler, SamplerBuilder};
 pub use token::{Token, TokenDecoder};

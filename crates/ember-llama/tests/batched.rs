@@ -68,7 +68,7 @@ fn run(engine: &mut BatchGenerator, out: &mut HashMap<SequenceId, Outcome>) {
 fn record(events: Vec<BatchEvent>, out: &mut HashMap<SequenceId, Outcome>) {
     for event in events {
         match event {
-            BatchEvent::Piece { id, piece } => {
+            BatchEvent::Piece { id, piece, .. } => {
                 let o = out.entry(id).or_default();
                 o.tokens.push(piece.token);
                 o.text.push_str(&piece.text);
@@ -163,6 +163,16 @@ fn in_batch_invariant_process(test: &str) -> bool {
     false
 }
 
+/// `prompt` run on its own: one sequence in an engine of its own, `n_ctx` cells, no
+/// prefix reuse, at most `n` tokens.
+fn run_alone(model: &Arc<Model>, prompt: Vec<Token>, n: usize, n_ctx: u32) -> Outcome {
+    let mut e = engine(model, n_ctx, 1).with_prefix_reuse(false);
+    let id = submit(&mut e, model, prompt, n);
+    let mut out = HashMap::new();
+    run(&mut e, &mut out);
+    out.remove(&id).unwrap()
+}
+
 /// Must show 1: eight greedy sequences batched (four start together, four join three steps
 /// later, prompts chunked next to generated tokens) give exactly the tokens each gives alone.
 #[test]
@@ -178,11 +188,7 @@ fn eight_concurrent_greedy_sequences_give_the_tokens_each_gives_alone() {
     let n = 32;
     let mut alone = Vec::new();
     for prompt in PROMPTS {
-        let mut e = engine(&model, 512, 1).with_prefix_reuse(false);
-        let id = submit(&mut e, &model, tokens(&model, prompt), n);
-        let mut out = HashMap::new();
-        run(&mut e, &mut out);
-        let o = out.remove(&id).unwrap();
+        let o = run_alone(&model, tokens(&model, prompt), n, 512);
         assert_eq!(o.finish, Some(FinishReason::MaxTokens), "{prompt:?}: {o:?}");
         alone.push(o.tokens);
     }
@@ -380,12 +386,9 @@ fn a_shared_prompt_prefix_is_reused_and_changes_nothing() {
         .count();
     assert!(shared >= 300, "the prefix is {shared} tokens");
 
-    let mut cold = engine(&model, 4096, 2).with_prefix_reuse(false);
-    let id = submit(&mut cold, &model, second.clone(), 24);
-    let mut out = HashMap::new();
-    run(&mut cold, &mut out);
-    let reference = out.remove(&id).unwrap();
+    let reference = run_alone(&model, second.clone(), 24, 4096);
     assert_eq!(reference.stats.cached_prompt_tokens, 0);
+    let mut out = HashMap::new();
 
     // One after the other: the second takes the first's finished slot.
     let mut warm = engine(&model, 4096, 2);
@@ -422,4 +425,56 @@ fn a_shared_prompt_prefix_is_reused_and_changes_nothing() {
         shared_run.stats
     );
     assert_eq!(shared_run.finish, Some(FinishReason::MaxTokens));
+}
+
+#[test]
+fn logprobs_come_with_each_piece_as_a_plain_generation_reports_them() {
+    let Some(model) = common::model() else { return };
+    let prompt = tokens(&model, "The capital of France is");
+    let options = GenerateOptions::default()
+        .with_max_tokens(6)
+        .with_logprobs(4);
+    let mut e = engine(&model, 512, 1);
+    let sampler = SamplerBuilder::greedy().build(&model).unwrap();
+    e.submit(prompt.clone(), sampler, options.clone()).unwrap();
+    let mut batched = Vec::new();
+    while !e.is_idle() {
+        for event in e.step() {
+            if let BatchEvent::Piece {
+                piece, logprobs, ..
+            } = event
+            {
+                batched.push((piece.token, logprobs.expect("logprobs were asked for")));
+            }
+        }
+    }
+    assert_eq!(batched.len(), 6);
+    for (token, lp) in &batched {
+        assert_eq!(lp.sampled.token, *token);
+        assert_eq!(lp.top.len(), 4);
+        assert_eq!(lp.top[0], lp.sampled, "greedy takes the most likely token");
+        assert!(lp.top.windows(2).all(|w| w[0].logprob >= w[1].logprob));
+        assert!(lp.sampled.logprob <= 0.0 && lp.sampled.logprob.is_finite());
+    }
+
+    let mut ctx = Context::new(&model, &params(512, 1)).unwrap();
+    let mut sampler = SamplerBuilder::greedy().build(&model).unwrap();
+    let mut g = ctx
+        .generate_from_tokens(&mut sampler, &prompt, &options)
+        .unwrap();
+    assert!(g.last_logprobs().is_none());
+    let mut i = 0;
+    while let Some(piece) = g.next() {
+        let piece = piece.unwrap();
+        let lp = g.last_logprobs().unwrap();
+        assert_eq!(lp.sampled.token, piece.token);
+        assert_eq!(piece.token, batched[i].0);
+        assert!(
+            (lp.sampled.logprob - batched[i].1.sampled.logprob).abs() < 1e-3,
+            "{lp:?} vs {:?}",
+            batched[i].1
+        );
+        i += 1;
+    }
+    assert_eq!(i, 6);
 }

@@ -46,6 +46,7 @@ use crate::context::{CancelHandle, Context};
 use crate::error::{Error, Result};
 use crate::generate::text::TextStream;
 use crate::generate::{FinishReason, GenerateOptions, GenerationStats, Piece};
+use crate::logprobs::Logprobs;
 use crate::model::Model;
 use crate::sampler::Sampler;
 use crate::token::Token;
@@ -69,6 +70,8 @@ pub enum BatchEvent {
         id: SequenceId,
         /// Token and released text, as a [`Generation`](crate::Generation) yields them.
         piece: Piece,
+        /// The token's log-probabilities, with [`GenerateOptions::with_logprobs`].
+        logprobs: Option<Logprobs>,
     },
     /// The sequence ended normally; its slot is free.
     Finished {
@@ -151,7 +154,7 @@ struct Slot {
 /// }
 /// while !engine.is_idle() {
 ///     for event in engine.step() {
-///         if let BatchEvent::Piece { id, piece } = event {
+///         if let BatchEvent::Piece { id, piece, .. } = event {
 ///             println!("{id}: {:?}", piece.text);
 ///         }
 ///     }
@@ -555,6 +558,13 @@ impl BatchGenerator {
             Err(error) => return self.fail(i, error, events),
         };
         run.stats.generated_tokens += 1;
+        let logprobs = match run.options.logprobs() {
+            None => None,
+            Some(top) => match self.ctx.logits(index) {
+                Ok(logits) => Some(Logprobs::from_logits(logits, token, top)),
+                Err(error) => return self.fail(i, error, events),
+            },
+        };
         let id = run.id;
         if self.model.is_eog(token) {
             let text = run.text.finish();
@@ -563,10 +573,11 @@ impl BatchGenerator {
             } else {
                 FinishReason::EndOfGeneration
             };
-            if !text.is_empty() {
+            if !text.is_empty() || logprobs.is_some() {
                 events.push(BatchEvent::Piece {
                     id,
                     piece: Piece { token, text },
+                    logprobs,
                 });
             }
             return self.finish(i, reason, events);
@@ -591,6 +602,7 @@ impl BatchGenerator {
         events.push(BatchEvent::Piece {
             id,
             piece: Piece { token, text },
+            logprobs,
         });
         match reason {
             Some(reason) => self.finish(i, reason, events),

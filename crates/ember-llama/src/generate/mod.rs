@@ -10,6 +10,7 @@ use std::time::Instant;
 use crate::batch::Batch;
 use crate::context::Context;
 use crate::error::{Error, Result};
+use crate::logprobs::Logprobs;
 use crate::sampler::Sampler;
 use crate::token::Token;
 use text::TextStream;
@@ -59,6 +60,7 @@ pub struct Generation<'a> {
     stats: GenerationStats,
     gen_start: Instant,
     done: bool,
+    logprobs: Option<Logprobs>,
 }
 
 impl std::fmt::Debug for Generation<'_> {
@@ -150,6 +152,7 @@ impl Context {
             stats,
             gen_start: Instant::now(),
             done: false,
+            logprobs: None,
         })
     }
 }
@@ -158,6 +161,12 @@ impl Generation<'_> {
     /// Why it ended (`None` while running).
     pub fn finish_reason(&self) -> Option<FinishReason> {
         self.finish
+    }
+
+    /// The log-probabilities of the token of the last piece, with
+    /// [`GenerateOptions::with_logprobs`] (`None` without, or before the first piece).
+    pub fn last_logprobs(&self) -> Option<&Logprobs> {
+        self.logprobs.as_ref()
     }
 
     /// Counters so far (final once the iterator returned `None`).
@@ -231,6 +240,9 @@ impl Generation<'_> {
         }
         let token = self.sampler.sample(self.ctx, -1)?;
         self.stats.generated_tokens += 1;
+        if let Some(top) = self.options.logprobs {
+            self.logprobs = Some(Logprobs::from_logits(self.ctx.logits(-1)?, token, top));
+        }
         let model = std::sync::Arc::clone(self.ctx.model());
         if model.is_eog(token) {
             let text = self.finish_text();

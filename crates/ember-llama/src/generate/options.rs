@@ -16,6 +16,7 @@ pub struct GenerateOptions {
     pub(super) add_special: bool,
     pub(super) parse_special: bool,
     pub(super) render_special: bool,
+    pub(super) logprobs: Option<usize>,
 }
 
 impl Default for GenerateOptions {
@@ -28,6 +29,7 @@ impl Default for GenerateOptions {
             add_special: true,
             parse_special: true,
             render_special: false,
+            logprobs: None,
         }
     }
 }
@@ -93,6 +95,26 @@ impl GenerateOptions {
     pub fn with_render_special(mut self, on: bool) -> Self {
         self.render_special = on;
         self
+    }
+
+    /// Reports each sampled token's log-probability and the `top` most likely tokens at
+    /// its step ([`Logprobs`](crate::Logprobs)): in [`BatchEvent::Piece`](crate::BatchEvent)
+    /// and [`Generation::last_logprobs`](crate::Generation::last_logprobs). Off by default
+    /// (it costs a softmax over the vocabulary per token).
+    ///
+    /// ```
+    /// let options = ember_llama::GenerateOptions::default().with_logprobs(5);
+    /// assert_eq!(options.logprobs(), Some(5));
+    /// ```
+    #[must_use]
+    pub fn with_logprobs(mut self, top: usize) -> Self {
+        self.logprobs = Some(top);
+        self
+    }
+
+    /// How many alternatives [`GenerateOptions::with_logprobs`] asked for (`None`: off).
+    pub fn logprobs(&self) -> Option<usize> {
+        self.logprobs
     }
 
     /// Most tokens to generate.
