@@ -38,6 +38,9 @@ pub struct Cli {
     /// Requests that may wait for a generation; more get 429.
     #[arg(long)]
     pub queue: Option<usize>,
+    /// One KV cache for all sequences (true) or one per sequence (false).
+    #[arg(long, value_name = "BOOL")]
+    pub kv_unified: Option<bool>,
     /// Probe mode: auto (BPF, else /proc), bpf or procfs.
     #[arg(long, value_enum)]
     pub probe_mode: Option<ProbeMode>,

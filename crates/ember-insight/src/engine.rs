@@ -20,7 +20,7 @@ use ember_llama::{
 };
 use tokio::sync::mpsc;
 
-use crate::llm::{GenEvent, GenRequest, GenSummary};
+use crate::llm::{GenEvent, GenRequest, GenSummary, TokenLogprobs, TokenText};
 use crate::metrics::EngineMetrics;
 
 /// Who a generation is for: API requests and background work have separate sequences.
@@ -216,6 +216,9 @@ impl Runner {
         let submitted = self.tokens(&job.req).and_then(|tokens| {
             let sampler = sampler(&self.model, &job.req)?;
             let mut options = GenerateOptions::default().with_max_tokens(job.req.max_tokens);
+            if let Some(top) = job.req.logprobs {
+                options = options.with_logprobs(top);
+            }
             for s in &job.req.stops {
                 options = options.with_stop(s.clone());
             }
@@ -248,11 +251,20 @@ impl Runner {
 
     fn dispatch(&mut self, event: BatchEvent) {
         match event {
-            BatchEvent::Piece { id, piece } => {
+            BatchEvent::Piece {
+                id,
+                piece,
+                logprobs,
+            } => {
                 self.count_token();
                 let Some(a) = self.active.get_mut(&id) else {
                     return;
                 };
+                if let Some(lp) = logprobs.filter(|_| !self.model.is_eog(piece.token)) {
+                    let _ = a
+                        .events
+                        .send(GenEvent::Token(token_logprobs(&self.model, &lp)));
+                }
                 if !piece.text.is_empty()
                     && a.events.send(GenEvent::Text(piece.text)).is_err()
                     && !a.client_gone
@@ -304,6 +316,23 @@ impl Runner {
                 .set(self.window.0 as f64 / elapsed.as_secs_f64());
             self.window = (0, Instant::now());
         }
+    }
+}
+
+/// A token's log-probabilities with the tokens' text.
+fn token_logprobs(model: &Model, lp: &ember_llama::Logprobs) -> TokenLogprobs {
+    let text = |t: &ember_llama::TokenLogprob| {
+        let bytes = model.token_to_piece(t.token, false).unwrap_or_default();
+        TokenText {
+            text: String::from_utf8_lossy(&bytes).into_owned(),
+            bytes,
+            // JSON has no -inf: a token the model rules out gets the lowest finite value.
+            logprob: t.logprob.max(f32::MIN),
+        }
+    };
+    TokenLogprobs {
+        sampled: text(&lp.sampled),
+        top: lp.top.iter().map(text).collect(),
     }
 }
 

@@ -318,6 +318,7 @@ pub fn generate(llm: &Llm, job: &InsightJob, max_tokens: usize) -> anyhow::Resul
         top_p: 1.0,
         seed: 0,
         grammar: Some(grammar_for(&job.alert.subject.comm)),
+        logprobs: None,
     };
     let (out, summary) = llm.generate_blocking(req, Priority::Background)?;
     let body: InsightBody = serde_json::from_str(&out).with_context(|| {

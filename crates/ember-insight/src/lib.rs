@@ -10,6 +10,7 @@
 //!   failing exits, run-queue latency p99) raising deduplicated alerts;
 //! - [`insights`]: the loaded model ([`llm`], `ember-llama`) explains new alerts as JSON under a
 //!   grammar;
+//! - [`json_grammar`]: JSON Schema → GBNF for the API's `response_format`;
 //! - [`http`]: the axum API (health, status, processes, SSE stream, alerts, insights,
 //!   Prometheus [`metrics`], OpenAI-compatible `/v1`);
 //! - [`server`]: [`server::serve`] runs it all until SIGTERM/SIGINT; [`server::once`] watches
@@ -34,6 +35,7 @@ pub mod engine;
 pub mod http;
 pub mod hub;
 pub mod insights;
+pub mod json_grammar;
 pub mod llm;
 pub mod metrics;
 pub mod report;

@@ -36,11 +36,37 @@ pub struct GenRequest {
     pub seed: u32,
     /// A GBNF grammar (root rule `root`).
     pub grammar: Option<String>,
+    /// Report each token's log-probability and this many most likely alternatives
+    /// ([`GenEvent::Token`]); `None`: off.
+    pub logprobs: Option<usize>,
+}
+
+/// A token's text and log-probability.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenText {
+    /// Its text (invalid UTF-8 of a partial character replaced).
+    pub text: String,
+    /// Its bytes.
+    pub bytes: Vec<u8>,
+    /// `ln p` under the model's distribution.
+    pub logprob: f32,
+}
+
+/// A sampled token's log-probability and the most likely tokens at its step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenLogprobs {
+    /// The sampled token.
+    pub sampled: TokenText,
+    /// The most likely tokens, most likely first.
+    pub top: Vec<TokenText>,
 }
 
 /// What a generation sends.
 #[derive(Debug)]
 pub enum GenEvent {
+    /// A sampled token's log-probabilities (with [`GenRequest::logprobs`]), before the
+    /// text of its step.
+    Token(TokenLogprobs),
     /// Text released by one step.
     Text(String),
     /// The end.
@@ -135,7 +161,7 @@ impl Llm {
             .clone()
             .with_n_ctx(config.ctx_size.saturating_mul(sequences as u32))
             .with_n_seq_max(sequences as u32)
-            .with_kv_unified(true);
+            .with_kv_unified(config.kv_unified);
         let ctx = Context::new(&model, &engine_params).with_context(|| {
             format!(
                 "cannot create the generation context ({sequences} sequences of {} tokens): lower model.max_concurrent or model.ctx_size",
@@ -257,6 +283,7 @@ impl Llm {
         while let Some(event) = rx.blocking_recv() {
             match event {
                 GenEvent::Text(t) => text.push_str(&t),
+                GenEvent::Token(_) => {}
                 GenEvent::Done(summary) => return Ok((text, summary)),
                 GenEvent::Failed(e) => anyhow::bail!("generation failed: {e}"),
             }
@@ -283,11 +310,17 @@ impl Llm {
         Ok((ctx.embed(texts)?, tokens))
     }
 
-    /// Counts the tokens of `text` as a prompt.
-    pub fn count_tokens(&self, text: &str) -> usize {
-        self.model
-            .tokenize(text, true, true)
-            .map(|t| t.len())
-            .unwrap_or(0)
+    /// Whether llama.cpp accepts the GBNF `grammar` (root rule `root`) for this model, so
+    /// that a request can be refused before it is queued.
+    ///
+    /// # Errors
+    ///
+    /// The grammar does not parse.
+    pub fn check_grammar(&self, grammar: &str) -> anyhow::Result<()> {
+        ember_llama::SamplerBuilder::new()
+            .grammar(grammar, "root")
+            .select_greedy()
+            .build(&self.model)?;
+        Ok(())
     }
 }

@@ -14,3 +14,4 @@ mod limits;
 mod ops;
 mod probes;
 mod storm;
+mod structured;

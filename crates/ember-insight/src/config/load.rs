@@ -68,6 +68,9 @@ impl Config {
         if let Some(n) = cli.queue {
             config.model.queue = n;
         }
+        if let Some(on) = cli.kv_unified {
+            config.model.kv_unified = on;
+        }
         if let Some(mode) = cli.probe_mode {
             config.probes.mode = mode;
         }

@@ -27,6 +27,11 @@ pub struct ModelConfig {
     pub max_concurrent: usize,
     /// API requests that may wait for a sequence; beyond that they are answered 429.
     pub queue: usize,
+    /// One KV cache shared by all sequences (`true`): a new prompt can share the cells of a
+    /// busy sequence's prefix, but every decode attends over all cells in use, idle caches
+    /// included. Or one cache per sequence (`false`, llama-server's default with
+    /// `--parallel`): each sequence attends over its own cells only.
+    pub kv_unified: bool,
     /// Upper bound on `max_tokens` of a request.
     pub max_tokens: usize,
     /// `max_tokens` when a request gives none.
@@ -43,6 +48,7 @@ impl Default for ModelConfig {
             threads: None,
             max_concurrent: 4,
             queue: 16,
+            kv_unified: true,
             max_tokens: 1024,
             default_max_tokens: 128,
         }

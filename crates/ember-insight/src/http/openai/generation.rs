@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use super::request::{OneOrMany, Sampling};
 use crate::engine::Priority;
 use crate::http::{ApiError, AppState};
-use crate::llm::{GenEvent, GenRequest, GenSummary, Llm};
+use crate::llm::{GenEvent, GenRequest, GenSummary, Llm, TokenLogprobs};
 use crate::metrics::EndpointLabel;
 
 pub(super) static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -43,9 +43,25 @@ pub(super) fn gen_request(
     llm: &Llm,
     prompt: String,
     s: Sampling,
+    logprobs: Option<usize>,
 ) -> Result<(GenRequest, bool), ApiError> {
+    if logprobs.is_some_and(|n| n > 20) {
+        return Err(ApiError::bad_request(
+            "at most 20 alternatives per token (logprobs, top_logprobs)",
+        ));
+    }
     if s.n.is_some_and(|n| n != 1) {
         return Err(ApiError::bad_request("only n = 1 is supported"));
+    }
+    // OpenAI's ranges. Beyond them the sampler's arithmetic breaks: a huge temperature
+    // turns a grammar's excluded tokens (-inf / inf) into NaN.
+    let temperature = s.temperature.unwrap_or(0.8);
+    if !(0.0..=2.0).contains(&temperature) {
+        return Err(ApiError::bad_request("temperature must be 0..=2"));
+    }
+    let top_p = s.top_p.unwrap_or(1.0);
+    if !(0.0..=1.0).contains(&top_p) {
+        return Err(ApiError::bad_request("top_p must be 0..=1"));
     }
     let cfg = &state.config.model;
     let max_tokens = s
@@ -58,12 +74,30 @@ pub(super) fn gen_request(
             cfg.max_tokens
         )));
     }
-    let prompt_tokens = llm.count_tokens(&prompt);
-    if prompt_tokens == 0 || prompt_tokens >= cfg.ctx_size as usize {
+    // Tokenized once, here: the engine decodes these tokens.
+    let tokens = llm
+        .model()
+        .tokenize(&prompt, true, true)
+        .map_err(|e| ApiError::bad_request(format!("cannot tokenize the prompt: {e}")))?;
+    if tokens.is_empty() || tokens.len() >= cfg.ctx_size as usize {
         return Err(ApiError::bad_request(format!(
-            "the prompt has {prompt_tokens} tokens; the context holds {} (model.ctx_size)",
+            "the prompt has {} tokens; the context holds {} (model.ctx_size)",
+            tokens.len(),
             cfg.ctx_size
         )));
+    }
+    let grammar = match &s.response_format {
+        None => None,
+        Some(format) => format
+            .grammar()
+            .map_err(|e| ApiError::bad_request(format!("response_format: {e}")))?,
+    };
+    if let Some(g) = &grammar {
+        llm.check_grammar(g).map_err(|e| {
+            ApiError::bad_request(format!(
+                "response_format: llama.cpp rejects the grammar made of this schema: {e:#}"
+            ))
+        })?;
     }
     let stops = s.stop.map(OneOrMany::into_vec).unwrap_or_default();
     if stops.len() > 4 {
@@ -71,15 +105,16 @@ pub(super) fn gen_request(
     }
     let req = GenRequest {
         prompt,
-        prompt_tokens: None,
+        prompt_tokens: Some(tokens),
         max_tokens,
         stops,
-        temperature: s.temperature.unwrap_or(0.8),
-        top_p: s.top_p.unwrap_or(1.0).clamp(0.0, 1.0),
+        temperature,
+        top_p,
         seed: s
             .seed
             .unwrap_or_else(|| NEXT_ID.load(Ordering::Relaxed) as u32),
-        grammar: None,
+        grammar,
+        logprobs,
     };
     Ok((req, s.stream))
 }
@@ -126,9 +161,9 @@ pub(super) fn spawn_generation(
                 }
             };
             let Some(event) = event else { break };
-            let last = !matches!(event, GenEvent::Text(_));
+            let last = !matches!(event, GenEvent::Text(_) | GenEvent::Token(_));
             match &event {
-                GenEvent::Text(_) => {}
+                GenEvent::Text(_) | GenEvent::Token(_) => {}
                 GenEvent::Done(summary) => {
                     m.prompt_tokens.inc_by(summary.prompt_tokens as u64);
                     m.generated_tokens.inc_by(summary.completion_tokens as u64);
@@ -155,14 +190,30 @@ pub(super) fn spawn_generation(
     rx
 }
 
+/// A whole generation.
+pub(super) struct Collected {
+    pub(super) text: String,
+    pub(super) summary: GenSummary,
+    /// With `logprobs`, one per token.
+    pub(super) tokens: Vec<TokenLogprobs>,
+}
+
 pub(super) async fn collect(
     mut rx: mpsc::UnboundedReceiver<GenEvent>,
-) -> Result<(String, GenSummary), ApiError> {
+) -> Result<Collected, ApiError> {
     let mut text = String::new();
+    let mut tokens = Vec::new();
     while let Some(ev) = rx.recv().await {
         match ev {
             GenEvent::Text(t) => text.push_str(&t),
-            GenEvent::Done(summary) => return Ok((text, summary)),
+            GenEvent::Token(t) => tokens.push(t),
+            GenEvent::Done(summary) => {
+                return Ok(Collected {
+                    text,
+                    summary,
+                    tokens,
+                })
+            }
             GenEvent::Failed(e) => {
                 return Err(ApiError::internal("generation", &anyhow::anyhow!(e)));
             }

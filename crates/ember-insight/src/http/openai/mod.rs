@@ -13,6 +13,7 @@ mod generation;
 mod request;
 mod response;
 mod sse;
+mod tokens;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -25,11 +26,13 @@ use axum::Json;
 use serde_json::json;
 
 pub use request::{
-    ChatRequest, CompletionRequest, Content, EmbeddingsRequest, Message, OneOrMany, Sampling,
+    ChatRequest, CompletionRequest, Content, EmbeddingsRequest, FormatKind, JsonSchemaFormat,
+    Message, OneOrMany, ResponseFormat, Sampling,
 };
 pub use response::{
-    AssistantMessage, ChatChoice, ChatCompletion, Completion, CompletionChoice, EmbeddingItem,
-    EmbeddingList, EmbeddingUsage, ModelCard, ModelList, ModelMeta, Usage,
+    AssistantMessage, ChatChoice, ChatCompletion, ChatLogprobs, ChatTokenLogprob, Completion,
+    CompletionChoice, CompletionLogprobs, EmbeddingItem, EmbeddingList, EmbeddingUsage, ModelCard,
+    ModelList, ModelMeta, TopLogprob, Usage,
 };
 
 use super::{ApiError, AppState, ErrorBody};
@@ -37,8 +40,12 @@ use crate::llm::Llm;
 use crate::metrics::EndpointLabel;
 use chat::chat_messages;
 use generation::{collect, gen_request, spawn_generation, take_slot, NEXT_ID};
-use response::{timings, usage};
+use response::{chat_logprobs, completion_logprobs, timings, usage};
 use sse::sse_response;
+pub use tokens::{
+    __path_detokenize, __path_tokenize, detokenize, tokenize, DetokenizeRequest,
+    DetokenizeResponse, TokenizeRequest, TokenizeResponse,
+};
 
 fn now_secs() -> u64 {
     SystemTime::now()
@@ -125,32 +132,36 @@ pub async fn completions(
         return Err(ApiError::bad_request("give exactly one prompt"));
     }
     let prompt = prompts.remove(0);
-    let (req, stream) = gen_request(&state, &llm, prompt, body.sampling)?;
+    let logprobs = body.logprobs.map(|n| n as usize);
+    let (req, stream) = gen_request(&state, &llm, prompt, body.sampling, logprobs)?;
     let permit = take_slot(&state, "completions")?;
     let id = format!("cmpl-{}", NEXT_ID.fetch_add(1, Ordering::Relaxed));
     let created = now_secs();
     let model = llm.name().to_string();
     let rx = spawn_generation(&state, llm, req, permit, "completions", id.clone());
     if stream {
-        return Ok(sse_response(rx, None, move |text, finish| {
+        let mut offset = 0;
+        return Ok(sse_response(rx, None, move |text, finish, tokens| {
+            let lp = logprobs.map(|_| completion_logprobs(tokens, offset));
+            offset += text.map_or(0, |t| t.chars().count());
             json!({"id": id, "object": "text_completion", "created": created, "model": model,
-                   "choices": [{"text": text.unwrap_or(""), "index": 0, "logprobs": null, "finish_reason": finish}]})
+                   "choices": [{"text": text.unwrap_or(""), "index": 0, "logprobs": lp, "finish_reason": finish}]})
         }));
     }
-    let (text, summary) = collect(rx).await?;
+    let out = collect(rx).await?;
     Ok(Json(Completion {
         id,
         object: "text_completion",
         created,
         model,
         choices: vec![CompletionChoice {
-            text,
             index: 0,
-            logprobs: None,
-            finish_reason: summary.finish_reason,
+            logprobs: logprobs.map(|_| completion_logprobs(&out.tokens, 0)),
+            text: out.text,
+            finish_reason: out.summary.finish_reason,
         }],
-        usage: usage(&summary),
-        timings: timings(&summary),
+        usage: usage(&out.summary),
+        timings: timings(&out.summary),
     })
     .into_response())
 }
@@ -169,7 +180,12 @@ pub async fn chat_completions(
     let prompt = llm
         .chat_prompt(&messages)
         .map_err(|e| ApiError::bad_request(format!("cannot apply the chat template: {e:#}")))?;
-    let (req, stream) = gen_request(&state, &llm, prompt, body.sampling)?;
+    let logprobs = match (body.logprobs.unwrap_or(false), body.top_logprobs) {
+        (true, top) => Some(top.unwrap_or(0) as usize),
+        (false, None) => None,
+        (false, Some(_)) => return Err(ApiError::bad_request("top_logprobs needs logprobs: true")),
+    };
+    let (req, stream) = gen_request(&state, &llm, prompt, body.sampling, logprobs)?;
     let permit = take_slot(&state, "chat_completions")?;
     let id = format!("chatcmpl-{}", NEXT_ID.fetch_add(1, Ordering::Relaxed));
     let created = now_secs();
@@ -178,16 +194,21 @@ pub async fn chat_completions(
     if stream {
         let first = json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
             "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null}]});
-        return Ok(sse_response(rx, Some(first), move |text, finish| {
-            let delta = match text {
-                Some(t) => json!({"content": t}),
-                None => json!({}),
-            };
-            json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
-                   "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
-        }));
+        return Ok(sse_response(
+            rx,
+            Some(first),
+            move |text, finish, tokens| {
+                let delta = match text {
+                    Some(t) => json!({"content": t}),
+                    None => json!({}),
+                };
+                let lp = logprobs.map(|_| chat_logprobs(tokens));
+                json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
+                   "choices": [{"index": 0, "delta": delta, "logprobs": lp, "finish_reason": finish}]})
+            },
+        ));
     }
-    let (text, summary) = collect(rx).await?;
+    let out = collect(rx).await?;
     Ok(Json(ChatCompletion {
         id,
         object: "chat.completion",
@@ -195,14 +216,15 @@ pub async fn chat_completions(
         model,
         choices: vec![ChatChoice {
             index: 0,
+            logprobs: logprobs.map(|_| chat_logprobs(&out.tokens)),
             message: AssistantMessage {
                 role: "assistant",
-                content: text,
+                content: out.text,
             },
-            finish_reason: summary.finish_reason,
+            finish_reason: out.summary.finish_reason,
         }],
-        usage: usage(&summary),
-        timings: timings(&summary),
+        usage: usage(&out.summary),
+        timings: timings(&out.summary),
     })
     .into_response())
 }

@@ -33,9 +33,11 @@ pub struct Sampling {
     /// The same as `max_tokens` (OpenAI's newer name).
     #[schema(minimum = 1)]
     pub(super) max_completion_tokens: Option<usize>,
-    /// Sampling temperature; 0 is greedy (default 0.8).
+    /// Sampling temperature, 0 to 2; 0 is greedy (default 0.8).
+    #[schema(minimum = 0, maximum = 2)]
     pub(super) temperature: Option<f32>,
-    /// Nucleus sampling mass, clamped to 0..1 (default 1).
+    /// Nucleus sampling mass, 0 to 1 (default 1).
+    #[schema(minimum = 0, maximum = 1)]
     pub(super) top_p: Option<f32>,
     /// Seed of the sampler.
     pub(super) seed: Option<u32>,
@@ -47,6 +49,69 @@ pub struct Sampling {
     /// Choices: only 1.
     #[schema(minimum = 1, maximum = 1)]
     pub(super) n: Option<u32>,
+    /// What the output must be: plain text (default), any JSON object, or JSON valid
+    /// against a schema (enforced by a grammar while sampling).
+    pub(super) response_format: Option<ResponseFormat>,
+}
+
+/// `response_format`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ResponseFormat {
+    /// `text`, `json_object` or `json_schema`.
+    #[serde(rename = "type")]
+    pub(super) kind: FormatKind,
+    /// The schema, for `json_schema`.
+    pub(super) json_schema: Option<JsonSchemaFormat>,
+    /// llama-server's spelling: the schema itself, for `json_object` or `json_schema`.
+    #[schema(value_type = Option<Object>)]
+    pub(super) schema: Option<Value>,
+}
+
+/// `response_format.type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FormatKind {
+    /// Free text.
+    Text,
+    /// Any JSON object.
+    JsonObject,
+    /// A JSON value valid against `json_schema.schema`.
+    JsonSchema,
+}
+
+/// `response_format.json_schema`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct JsonSchemaFormat {
+    /// The schema's name (not used).
+    #[allow(dead_code)]
+    name: Option<String>,
+    /// What the schema is for (not used).
+    #[allow(dead_code)]
+    description: Option<String>,
+    /// The JSON Schema: `type`, `properties`, `required`, `additionalProperties` (a
+    /// boolean), `items`, `minItems`, `maxItems`, `minLength`, `maxLength`, `enum`,
+    /// `const` and annotations; other keywords are refused (400, naming them).
+    #[schema(value_type = Option<Object>)]
+    pub(super) schema: Option<Value>,
+    /// Accepted; the schema is enforced either way.
+    #[allow(dead_code)]
+    strict: Option<bool>,
+}
+
+impl ResponseFormat {
+    /// The GBNF grammar the output must follow (`None` for text).
+    pub(super) fn grammar(&self) -> Result<Option<String>, crate::json_grammar::SchemaError> {
+        let schema = self
+            .json_schema
+            .as_ref()
+            .and_then(|j| j.schema.as_ref())
+            .or(self.schema.as_ref());
+        Ok(match (self.kind, schema) {
+            (FormatKind::Text, _) => None,
+            (_, Some(schema)) => Some(crate::json_grammar::from_schema(schema)?),
+            (_, None) => Some(crate::json_grammar::json_object()),
+        })
+    }
 }
 
 /// `POST /v1/completions` body.
@@ -57,6 +122,10 @@ pub struct CompletionRequest {
     model: Option<String>,
     /// The prompt: one string (or a list of exactly one).
     pub(super) prompt: OneOrMany,
+    /// Log-probability of each generated token, with this many most likely alternatives
+    /// (0 to 20), in `choices[].logprobs` (OpenAI's completions shape).
+    #[schema(minimum = 0, maximum = 20)]
+    pub(super) logprobs: Option<u32>,
     #[serde(flatten)]
     pub(super) sampling: Sampling,
 }
@@ -102,6 +171,11 @@ pub struct ChatRequest {
     /// The conversation, at least one message.
     #[schema(min_items = 1)]
     pub(super) messages: Vec<Message>,
+    /// Log-probability of each generated token in `choices[].logprobs.content`.
+    pub(super) logprobs: Option<bool>,
+    /// With `logprobs`, this many most likely alternatives per token (0 to 20).
+    #[schema(minimum = 0, maximum = 20)]
+    pub(super) top_logprobs: Option<u32>,
     #[serde(flatten)]
     pub(super) sampling: Sampling,
 }

@@ -2,9 +2,10 @@
 //! OpenAPI schemas.
 
 use serde::Serialize;
+use serde_json::Value;
 use utoipa::ToSchema;
 
-use crate::llm::GenSummary;
+use crate::llm::{GenSummary, TokenLogprobs, TokenText};
 
 /// `/v1/models`.
 #[derive(Debug, Serialize, ToSchema)]
@@ -86,9 +87,8 @@ pub struct CompletionChoice {
     pub(super) text: String,
     /// 0.
     pub(super) index: u32,
-    /// Always null.
-    #[schema(value_type = Option<Object>)]
-    pub(super) logprobs: Option<()>,
+    /// With `logprobs`: each token's log-probability and alternatives; null without.
+    pub(super) logprobs: Option<CompletionLogprobs>,
     /// `stop` or `length`.
     pub(super) finish_reason: &'static str,
 }
@@ -119,6 +119,8 @@ pub struct ChatChoice {
     pub(super) index: u32,
     /// The assistant's message.
     pub(super) message: AssistantMessage,
+    /// With `logprobs`: each token's log-probability and alternatives; null without.
+    pub(super) logprobs: Option<ChatLogprobs>,
     /// `stop` or `length`.
     pub(super) finish_reason: &'static str,
 }
@@ -213,5 +215,96 @@ pub(super) fn usage(s: &GenSummary) -> Usage {
         prompt_tokens_details: PromptTokensDetails {
             cached_tokens: s.cached_tokens,
         },
+    }
+}
+
+/// `choices[].logprobs` of a completion (OpenAI's completions shape).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CompletionLogprobs {
+    /// Each generated token's text.
+    tokens: Vec<String>,
+    /// Each one's natural-log probability under the model.
+    token_logprobs: Vec<f32>,
+    /// Per token, the most likely tokens' text and log-probability, most likely first.
+    #[schema(value_type = Vec<Object>)]
+    top_logprobs: Vec<Value>,
+    /// Each token's offset in characters in the text.
+    text_offset: Vec<usize>,
+}
+
+/// `choices[].logprobs` of a chat completion (or of a streamed chunk).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChatLogprobs {
+    /// One per generated token.
+    content: Vec<ChatTokenLogprob>,
+}
+
+/// A generated token of a chat completion.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChatTokenLogprob {
+    /// Its text.
+    token: String,
+    /// Its natural-log probability under the model.
+    logprob: f32,
+    /// Its bytes (a character can span tokens).
+    bytes: Vec<u8>,
+    /// The most likely tokens at this step, most likely first (`top_logprobs` of them).
+    top_logprobs: Vec<TopLogprob>,
+}
+
+/// One of the most likely tokens at a step.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TopLogprob {
+    /// Its text.
+    token: String,
+    /// Its natural-log probability.
+    logprob: f32,
+    /// Its bytes.
+    bytes: Vec<u8>,
+}
+
+pub(super) fn chat_logprobs(tokens: &[TokenLogprobs]) -> ChatLogprobs {
+    let top = |t: &TokenText| TopLogprob {
+        token: t.text.clone(),
+        logprob: t.logprob,
+        bytes: t.bytes.clone(),
+    };
+    ChatLogprobs {
+        content: tokens
+            .iter()
+            .map(|t| ChatTokenLogprob {
+                token: t.sampled.text.clone(),
+                logprob: t.sampled.logprob,
+                bytes: t.sampled.bytes.clone(),
+                top_logprobs: t.top.iter().map(top).collect(),
+            })
+            .collect(),
+    }
+}
+
+/// `offset`: characters of text before the first of `tokens`.
+pub(super) fn completion_logprobs(
+    tokens: &[TokenLogprobs],
+    mut offset: usize,
+) -> CompletionLogprobs {
+    let mut text_offset = Vec::with_capacity(tokens.len());
+    for t in tokens {
+        text_offset.push(offset);
+        offset += t.sampled.text.chars().count();
+    }
+    CompletionLogprobs {
+        tokens: tokens.iter().map(|t| t.sampled.text.clone()).collect(),
+        token_logprobs: tokens.iter().map(|t| t.sampled.logprob).collect(),
+        top_logprobs: tokens
+            .iter()
+            .map(|t| {
+                let mut top = serde_json::Map::new();
+                for alt in &t.top {
+                    top.entry(alt.text.clone()).or_insert(alt.logprob.into());
+                }
+                Value::Object(top)
+            })
+            .collect(),
+        text_offset,
     }
 }

@@ -8,47 +8,53 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-use crate::llm::GenEvent;
+use crate::llm::{GenEvent, TokenLogprobs};
 
-/// Turns generation events into SSE chunks (`make(text, finish)`), then `[DONE]`.
+/// What the stream has still to send after the current event.
+enum Next {
+    Events,
+    Done,
+    End,
+}
+
+/// Turns generation events into SSE chunks, `make(text, finish, tokens)` (`tokens`: the
+/// log-probabilities of the tokens since the last chunk, when asked for), then `[DONE]`.
+/// Dropping the stream (the client went away) drops `rx`, which ends the generation.
 pub(super) fn sse_response(
     rx: mpsc::UnboundedReceiver<GenEvent>,
     first: Option<Value>,
-    make: impl Fn(Option<&str>, Option<&str>) -> Value + Send + 'static,
+    make: impl FnMut(Option<&str>, Option<&str>, &[TokenLogprobs]) -> Value + Send + 'static,
 ) -> Response {
     let stream = futures_util::stream::unfold(
-        (rx, first, make, false),
-        |(mut rx, mut first, make, done)| async move {
-            if done {
-                return None;
+        (rx, first, make, Next::Events),
+        |(mut rx, mut first, mut make, next)| async move {
+            let data = |v: Value| Ok::<_, Infallible>(SseEvent::default().data(v.to_string()));
+            match next {
+                Next::End => return None,
+                Next::Done => {
+                    let done = Ok(SseEvent::default().data("[DONE]"));
+                    return Some((done, (rx, None, make, Next::End)));
+                }
+                Next::Events => {}
             }
             if let Some(v) = first.take() {
-                let ev = SseEvent::default().data(v.to_string());
-                return Some((Ok::<_, Infallible>(ev), (rx, None, make, false)));
+                return Some((data(v), (rx, None, make, Next::Events)));
             }
-            let (ev, done) = match rx.recv().await {
-                Some(GenEvent::Text(t)) => (
-                    SseEvent::default().data(make(Some(&t), None).to_string()),
-                    false,
-                ),
-                Some(GenEvent::Done(s)) => {
-                    let last = make(None, Some(s.finish_reason));
-                    // The final chunk, then the [DONE] sentinel on the next poll.
-                    let (tx, rx2) = mpsc::unbounded_channel();
-                    let _ = tx.send(GenEvent::Failed(String::new()));
-                    rx = rx2;
-                    (SseEvent::default().data(last.to_string()), false)
+            let mut tokens = Vec::new();
+            let (event, next) = loop {
+                match rx.recv().await? {
+                    GenEvent::Token(t) => tokens.push(t),
+                    GenEvent::Text(t) => break (make(Some(&t), None, &tokens), Next::Events),
+                    GenEvent::Done(s) => {
+                        break (make(None, Some(s.finish_reason), &tokens), Next::Done)
+                    }
+                    GenEvent::Failed(e) => {
+                        let err = json!({"error": {"message": format!("generation failed: {e}"), "type": "server_error"}});
+                        break (err, Next::End);
+                    }
                 }
-                Some(GenEvent::Failed(e)) if e.is_empty() => {
-                    (SseEvent::default().data("[DONE]"), true)
-                }
-                Some(GenEvent::Failed(e)) => {
-                    let err = json!({"error": {"message": format!("generation failed: {e}"), "type": "server_error"}});
-                    (SseEvent::default().data(err.to_string()), true)
-                }
-                None => return None,
             };
-            Some((Ok(ev), (rx, None, make, done)))
+            Some((data(event), (rx, None, make, next)))
         },
     );
     let mut resp = Sse::new(stream).into_response();
