@@ -68,7 +68,7 @@ fn setup() -> Option<Setup> {
     let gpu_layers =
         env_number("EMBER_BENCH_GPU_LAYERS").unwrap_or(if backend() == "cpu" { 0 } else { 999 });
     if gpu_layers > 0 {
-        ember::llama::backend::init();
+        ember::llama::backend::init().unwrap_or_else(|e| panic!("{e}"));
         // SAFETY: plain query of the backend registry, after llama_backend_init (init above).
         let gpu = unsafe { ember::llama_sys::llama_supports_gpu_offload() };
         assert!(

@@ -6,7 +6,7 @@
 //! single tokens; `gen` runs a full greedy `Generation` (sampling and detokenising included)
 //! of `-n` tokens. Like llama-bench: one warmup run, the KV cache cleared before each
 //! repetition, the context sized `p + n`. Prints one JSON line: the mean tokens/s over `-r`
-//! repetitions and each sample.
+//! repetitions and each sample. `--cpu-variant` alone prints the CPU variant it would run.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -76,6 +76,19 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    // `--cpu-variant` alone: which CPU variant this binary runs (build-support/bench reports it).
+    if std::env::args().nth(1).as_deref() == Some("--cpu-variant") {
+        return match ember::llama::cpu::variant() {
+            Ok(name) => {
+                println!("{name}");
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("error: {err}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if no_model_given() {
         return ExitCode::SUCCESS;
     }
@@ -90,7 +103,7 @@ fn main() -> ExitCode {
 
 fn run(args: Args) -> anyhow::Result<()> {
     if args.gpu_layers > 0 {
-        ember::llama::backend::init();
+        ember::llama::backend::init()?;
         // SAFETY: plain query of the backend registry, after llama_backend_init (init above).
         let gpu = unsafe { ember::llama_sys::llama_supports_gpu_offload() };
         anyhow::ensure!(

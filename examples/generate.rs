@@ -9,7 +9,9 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Parser;
-use ember::llama::{Context, ContextParams, GenerateOptions, Model, ModelParams, SamplerBuilder};
+use ember::llama::{
+    cpu, system_info, Context, ContextParams, GenerateOptions, Model, ModelParams, SamplerBuilder,
+};
 
 /// Generate text from a prompt with a GGUF model.
 #[derive(Parser)]
@@ -38,6 +40,9 @@ struct Args {
     /// Context size in tokens.
     #[arg(long, default_value_t = 2048)]
     ctx_size: u32,
+    /// Print the CPU variant in use and llama.cpp's system info on stderr first.
+    #[arg(short, long)]
+    verbose: bool,
 }
 
 fn main() -> ExitCode {
@@ -55,6 +60,11 @@ fn run(args: Args) -> anyhow::Result<()> {
         .model
         .or_else(|| std::env::var_os("EMBER_TEST_MODEL").map(PathBuf::from))
         .context("no model: pass -m PATH or set EMBER_TEST_MODEL (build-support/fetch-model)")?;
+    if args.verbose {
+        // The variant of ggml's CPU backend this CPU runs (EMBER_LLAMA_CPU_VARIANT forces one).
+        eprintln!("cpu variant: {}", cpu::variant()?);
+        eprintln!("system info: {}", system_info()?);
+    }
     let model = Arc::new(Model::load(&path, &ModelParams::default())?);
     let mut params = ContextParams::default().with_n_ctx(args.ctx_size);
     if let Some(threads) = args.threads {

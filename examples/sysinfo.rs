@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::bail;
 use clap::Parser;
-use ember::llama::{system_info, Model, ModelParams};
+use ember::llama::{cpu, system_info, Model, ModelParams};
 
 /// Print llama.cpp's system info and a GGUF model's metadata.
 #[derive(Parser)]
@@ -60,7 +60,12 @@ fn run(args: Args) -> anyhow::Result<()> {
     // A locked stdout and `?`: a closed pipe (`| head`) ends the program with an error line,
     // not a panic.
     let mut out = std::io::stdout().lock();
-    writeln!(out, "llama.cpp system info: {}", system_info())?;
+    writeln!(out, "llama.cpp system info: {}", system_info()?)?;
+    writeln!(
+        out,
+        "CPU variant:      {}",
+        cpu_variants_line(cpu::variant()?)
+    )?;
 
     // The error names the file and says what is wrong with it (missing, not GGUF, refused).
     let model = Model::load(&path, &ModelParams::default())?;
@@ -88,4 +93,18 @@ fn run(args: Args) -> anyhow::Result<()> {
         writeln!(out, "  {key:<44} {}", value.replace('\n', "\\n"))?;
     }
     Ok(())
+}
+
+/// `haswell (of x64, sse42, ..., +haswell, zen4; + runs here)`: the variant in use among
+/// those the binary carries, or the fixed name of a one-backend build.
+fn cpu_variants_line(chosen: &str) -> String {
+    let variants = cpu::variants();
+    if variants.is_empty() {
+        return format!("{chosen} (one CPU backend in this build)");
+    }
+    let all: Vec<String> = variants
+        .iter()
+        .map(|v| format!("{}{}", if v.runnable { "+" } else { "" }, v.name))
+        .collect();
+    format!("{chosen} (of {}; + runs here)", all.join(", "))
 }

@@ -239,6 +239,14 @@ pub fn report(args: &ReportArgs) -> Result<()> {
         args.threads, args.reps, args.rounds
     );
     for (backend, d) in &devices {
+        if backend == "dispatch" {
+            // Not llama-bench: the two sides are ember builds (build-support/bench).
+            println!(
+                "{backend}: {}",
+                d["llama_bench_backends"].as_str().unwrap_or("")
+            );
+            continue;
+        }
         let gpu = d["gpu_info"].as_str().unwrap_or("");
         println!(
             "{backend}: llama-bench ran on backends={}{}, cpu={}",

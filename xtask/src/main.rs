@@ -4,6 +4,7 @@
 
 mod bench;
 mod chart;
+mod cpu_symbols;
 mod json;
 mod package;
 mod probes;
@@ -39,6 +40,9 @@ enum Task {
     /// Statistics over numbers the benchmark scripts measured.
     #[command(subcommand)]
     Stats(StatsTask),
+    /// Check a binary linked with ember-llama-sys' CPU variants (built with symbols): each
+    /// variant once, only its renamed entry points global, no ggml-cpu internal global.
+    CpuSymbols(cpu_symbols::Args),
     /// Print values from the JSON document on stdin, tab-separated, one line.
     Json {
         /// Dotted paths: `0.avg_ts` is field avg_ts of the first array element; a missing
@@ -116,6 +120,7 @@ fn main() -> ExitCode {
             denominator,
             digits,
         }) => stats::ratio(numerator, denominator).map(|r| println!("{r:.digits$}")),
+        Task::CpuSymbols(args) => cpu_symbols::run(&args),
         Task::Json { paths } => json::get(&paths),
     };
     match result {

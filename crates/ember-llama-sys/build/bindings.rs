@@ -13,6 +13,8 @@ const HEADERS: &[&str] = &[
     "gguf.h",
     // The exception barrier (shim/): what the safe crate calls instead of the throwing ones.
     "ember_shim.h",
+    // Which CPU variant runs (cpu/).
+    "ember_cpu.h",
 ];
 
 pub fn generate(include_dirs: &[PathBuf]) -> Result<(), String> {
@@ -28,6 +30,7 @@ pub fn generate(include_dirs: &[PathBuf]) -> Result<(), String> {
         .header_contents("ember_llama_wrapper.h", &wrapper)
         .clang_args(include_dirs.iter().map(|d| format!("-I{}", d.display())))
         .clang_arg(format!("-I{}", crate::shim::dir().display()))
+        .clang_arg(format!("-I{}", crate::dispatch::dir().display()))
         .allowlist_function("(llama|ggml|gguf|ember)_.*")
         .allowlist_type("(llama|ggml|gguf)_.*")
         .allowlist_var("(LLAMA|GGML|GGUF|EMBER)_.*")

@@ -1,8 +1,10 @@
-//! The CMake build of llama.cpp: only the `llama` target, always Release, always static.
+//! The CMake builds of llama.cpp: the `llama` target, plus the `ggml-cpu` target once per
+//! extra CPU variant; always Release, always static.
 
 use std::path::PathBuf;
 use std::process::Command;
 
+use crate::cpu::{CpuPlan, Variant, ISA_OPTIONS};
 use crate::env;
 use crate::features::Selection;
 use crate::source::Tree;
@@ -32,36 +34,79 @@ const FIXED: &[(&str, &str)] = &[
     ("LLAMA_CURL", "OFF"),
     ("LLAMA_ALL_WARNINGS", "OFF"),
     ("GGML_ALL_WARNINGS", "OFF"),
+    // CPU variants are renamed with binutils, which cannot read LTO objects.
+    ("GGML_LTO", "OFF"),
 ];
 
 pub fn build(tree: &Tree, selection: &Selection) -> Result<Built, String> {
     require_cmake()?;
-    let mut config = cmake::Config::new(&tree.root);
-    // A debug `cargo test` must not run an unoptimised llama.cpp: the C/C++ side is Release
-    // whatever the Cargo profile is.
-    config.profile("Release").build_target("llama");
-    // cmake-rs forwards NUM_JOBS (set by Cargo) as --parallel unless CMAKE_BUILD_PARALLEL_LEVEL
-    // is set; declare the latter so changing it is noticed.
-    println!("cargo:rerun-if-env-changed=CMAKE_BUILD_PARALLEL_LEVEL");
-
-    for (key, value) in options(tree, selection)? {
-        config.define(key, value);
-    }
-    let out = config.build();
+    let options = options(tree, selection, selection.cpu.main_options())?;
+    let out = configure(tree, &options, "llama", None).build();
     Ok(Built {
         build_dir: out.join("build"),
     })
 }
 
+/// Builds only the `ggml-cpu` target of one CPU variant, in its own folder under OUT_DIR,
+/// with the main build's options but the variant's ISA options; returns its `libggml-cpu.a`.
+pub fn build_cpu_variant(
+    tree: &Tree,
+    selection: &Selection,
+    variant: &Variant,
+) -> Result<PathBuf, String> {
+    let mut isa = vec![("GGML_NATIVE".to_string(), "OFF".to_string())];
+    isa.extend(variant.cmake_options());
+    let options = options(tree, selection, isa)?;
+    let dir = env::out_dir().join("cpu-variants").join(variant.name);
+    let out = configure(tree, &options, "ggml-cpu", Some(dir)).build();
+    let lib = out.join("build/ggml/src/libggml-cpu.a");
+    if !lib.is_file() {
+        return Err(format!(
+            "the CMake build of CPU variant `{}` finished but {} is missing; a llama.cpp tree \
+             with another layout (LLAMA_CPP_SRC) may need `EMBER_LLAMA_CPU_VARIANTS=x64` or the \
+             `native` feature.",
+            variant.name,
+            lib.display()
+        ));
+    }
+    Ok(lib)
+}
+
+fn configure(
+    tree: &Tree,
+    options: &[(String, String)],
+    target: &str,
+    out_dir: Option<PathBuf>,
+) -> cmake::Config {
+    let mut config = cmake::Config::new(&tree.root);
+    // A debug `cargo test` must not run an unoptimised llama.cpp: the C/C++ side is Release
+    // whatever the Cargo profile is.
+    config.profile("Release").build_target(target);
+    if let Some(dir) = out_dir {
+        config.out_dir(dir);
+    }
+    // cmake-rs forwards NUM_JOBS (set by Cargo) as --parallel unless CMAKE_BUILD_PARALLEL_LEVEL
+    // is set; declare the latter so changing it is noticed.
+    println!("cargo:rerun-if-env-changed=CMAKE_BUILD_PARALLEL_LEVEL");
+    for (key, value) in options {
+        config.define(key, value);
+    }
+    config
+}
+
 /// Every `-D` passed to CMake, in order: fixed, feature table, CPU ISA, backend settings,
 /// then the user's escape hatch (last, so it wins).
-fn options(tree: &Tree, selection: &Selection) -> Result<Vec<(String, String)>, String> {
+fn options(
+    tree: &Tree,
+    selection: &Selection,
+    isa: Vec<(String, String)>,
+) -> Result<Vec<(String, String)>, String> {
     let mut options: Vec<(String, String)> = FIXED
         .iter()
         .chain(selection.table_options().iter())
-        .chain(selection.cpu.options().iter())
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
+    options.extend(isa);
 
     // The pinned tree has no `.git`; without these, CMake's build-info would ask git and
     // could find the enclosing ember repository's commit instead of llama.cpp's.
@@ -125,7 +170,11 @@ fn options(tree: &Tree, selection: &Selection) -> Result<Vec<(String, String)>, 
         options.push(("CMAKE_CXX_COMPILER_LAUNCHER".into(), "ccache".into()));
     }
     if let Some(defines) = env::var(env::CMAKE_DEFINES) {
-        options.extend(parse_defines(&defines)?);
+        let defines = parse_defines(&defines)?;
+        if let CpuPlan::Dispatch(_) = selection.cpu {
+            refuse_isa_defines(&defines)?;
+        }
+        options.extend(defines);
     }
     Ok(options)
 }
@@ -161,6 +210,28 @@ fn parse_defines(text: &str) -> Result<Vec<(String, String)>, String> {
             Ok((key.to_string(), value.to_string()))
         })
         .collect()
+}
+
+/// With CPU variants, the ISA options are each variant's, and the variants' objects are
+/// renamed with binutils, which cannot read LTO objects.
+fn refuse_isa_defines(defines: &[(String, String)]) -> Result<(), String> {
+    for (key, value) in defines {
+        let isa = key
+            .strip_prefix("GGML_")
+            .is_some_and(|option| ISA_OPTIONS.contains(&option) || option == "NATIVE");
+        let lto = key == "GGML_LTO" && !matches!(value.as_str(), "OFF" | "0" | "FALSE" | "NO");
+        if isa || lto || key == "GGML_CPU_ALL_VARIANTS" {
+            return Err(format!(
+                "{}: `{key}={value}` cannot be set while ember builds CPU variants (each variant \
+                 sets its own ISA options, and its objects must not be LTO objects). Choose the \
+                 variants with {}, or build one CPU backend for this machine with the `native` \
+                 feature.",
+                env::CMAKE_DEFINES,
+                env::CPU_VARIANTS
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The upstream commit recorded by `build-support/fetch-llama-cpp` in the tree's stamp.

@@ -15,6 +15,7 @@ pub const VULKAN_INCLUDE_DIR: &str = "EMBER_LLAMA_VULKAN_INCLUDE_DIR";
 pub const BLAS_VENDOR: &str = "EMBER_LLAMA_BLAS_VENDOR";
 pub const STATIC_STDCXX: &str = "EMBER_LLAMA_STATIC_STDCXX";
 pub const CCACHE: &str = "EMBER_LLAMA_CCACHE";
+pub const CPU_VARIANTS: &str = "EMBER_LLAMA_CPU_VARIANTS";
 
 /// A user-set variable; empty counts as unset.
 pub fn var(name: &str) -> Option<String> {

@@ -4,6 +4,7 @@
 //! Every option in it is passed explicitly, ON or OFF, so an upstream default that changes
 //! between releases cannot change what we build.
 
+use crate::cpu::CpuPlan;
 use crate::env;
 
 /// One Cargo feature and the CMake options it turns on (they are OFF when it is off).
@@ -13,7 +14,7 @@ pub struct Feature {
 }
 
 /// Feature -> CMake options. `native` is the one inverted knob: OFF (the default) means the
-/// portable CPU baseline chosen in [`CpuIsa`].
+/// CPU variants chosen in [`CpuPlan`].
 pub const TABLE: &[Feature] = &[
     Feature {
         name: "native",
@@ -45,54 +46,6 @@ pub const TABLE: &[Feature] = &[
     },
 ];
 
-/// Which instruction set the CPU backend is compiled for.
-///
-/// Today one CPU backend is built per binary. The shape leaves room for the planned runtime
-/// dispatch: build the CPU backend once per [`CpuIsa`] and link them into one static binary,
-/// where upstream's `GGML_CPU_ALL_VARIANTS` needs `GGML_BACKEND_DL` and dlopen'ed `.so` files.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CpuIsa {
-    /// Whatever the build machine has (`GGML_NATIVE=ON`): fastest, not portable.
-    Native,
-    /// x86-64-v3 (AVX2, FMA, F16C, BMI2): what every x86 server of the last decade runs.
-    X86_64V3,
-    /// The compiler's default for the target (non-x86 targets).
-    TargetDefault,
-}
-
-impl CpuIsa {
-    /// CMake options that pin this instruction set, passed explicitly so the result does not
-    /// depend on upstream defaults (which turn AVX off when `SOURCE_DATE_EPOCH` is set).
-    pub fn options(self) -> Vec<(&'static str, &'static str)> {
-        const V3_ON: &[&str] = &[
-            "GGML_SSE42",
-            "GGML_AVX",
-            "GGML_AVX2",
-            "GGML_BMI2",
-            "GGML_FMA",
-            "GGML_F16C",
-        ];
-        const V3_OFF: &[&str] = &[
-            "GGML_AVX_VNNI",
-            "GGML_AVX512",
-            "GGML_AVX512_VBMI",
-            "GGML_AVX512_VNNI",
-            "GGML_AVX512_BF16",
-            "GGML_AMX_TILE",
-            "GGML_AMX_INT8",
-            "GGML_AMX_BF16",
-        ];
-        match self {
-            CpuIsa::Native | CpuIsa::TargetDefault => Vec::new(),
-            CpuIsa::X86_64V3 => V3_ON
-                .iter()
-                .map(|o| (*o, "ON"))
-                .chain(V3_OFF.iter().map(|o| (*o, "OFF")))
-                .collect(),
-        }
-    }
-}
-
 /// The features Cargo enabled, validated.
 pub struct Selection {
     /// Link an installed llama.cpp instead of building one.
@@ -103,7 +56,7 @@ pub struct Selection {
     pub hip: bool,
     pub metal: bool,
     pub blas: bool,
-    pub cpu: CpuIsa,
+    pub cpu: CpuPlan,
 }
 
 impl Selection {
@@ -137,12 +90,10 @@ impl Selection {
                  Use `vulkan`, `cuda` or `hip` for GPUs on this target."
             ));
         }
-        let cpu = if on("native") {
-            CpuIsa::Native
-        } else if env::target_arch() == "x86_64" {
-            CpuIsa::X86_64V3
+        let cpu = if system {
+            CpuPlan::System
         } else {
-            CpuIsa::TargetDefault
+            CpuPlan::choose(on("native"))?
         };
         Ok(Selection {
             system,

@@ -7,14 +7,35 @@ use std::process::Command;
 use crate::cmake::Built;
 use crate::env;
 use crate::features::Selection;
+use crate::variants::Linkable;
 
-pub fn emit(built: &Built, selection: &Selection) -> Result<(), String> {
+/// How the CPU backend is linked.
+pub enum CpuBackend {
+    /// The main build's `libggml-cpu.a`, as built.
+    One,
+    /// One renamed archive per variant, behind the dispatcher.
+    Variants(Vec<Linkable>),
+}
+
+/// The dispatcher alone (an installed llama.cpp brings its own CPU backend).
+pub fn dispatcher(dir: &Path) {
+    println!("cargo:rustc-link-search=native={}", dir.display());
+    println!("cargo:rustc-link-lib=static=ember_cpu");
+}
+
+pub fn emit(
+    built: &Built,
+    selection: &Selection,
+    cpu: &CpuBackend,
+    dispatcher_dir: &Path,
+) -> Result<(), String> {
     // Dependents get DEP_LLAMA_LIB_DIR / DEP_LLAMA_ROOT through `links = "llama"`.
     println!("cargo:lib_dir={}", built.build_dir.display());
     println!("cargo:root={}", built.build_dir.display());
 
     // Users first, providers last: libllama -> libggml (backend registry) -> each backend ->
-    // the CPU backend -> libggml-base (tensors, gguf, allocator).
+    // the CPU backend (the dispatcher, then the variants it forwards to) -> libggml-base
+    // (tensors, gguf, allocator).
     let mut libs = vec![
         ("llama", "src".to_string()),
         ("ggml", "ggml/src".to_string()),
@@ -22,20 +43,36 @@ pub fn emit(built: &Built, selection: &Selection) -> Result<(), String> {
     for backend in selection.gpu_backends() {
         libs.push((backend_lib(backend), format!("ggml/src/ggml-{backend}")));
     }
-    libs.push(("ggml-cpu", "ggml/src".to_string()));
-    libs.push(("ggml-base", "ggml/src".to_string()));
-
     for (name, hint) in &libs {
-        let dir = find_static_lib(&built.build_dir, name, hint)?;
-        println!("cargo:rustc-link-search=native={}", dir.display());
-        println!("cargo:rustc-link-lib=static={name}");
+        built_lib(built, name, hint)?;
     }
+    match cpu {
+        CpuBackend::One => {
+            built_lib(built, "ggml-cpu", "ggml/src")?;
+            dispatcher(dispatcher_dir);
+        }
+        CpuBackend::Variants(variants) => {
+            dispatcher(dispatcher_dir);
+            for variant in variants {
+                println!("cargo:rustc-link-search=native={}", variant.dir.display());
+                println!("cargo:rustc-link-lib=static={}", variant.lib_name);
+            }
+        }
+    }
+    built_lib(built, "ggml-base", "ggml/src")?;
 
     backend_runtimes(selection)?;
     cxx_runtime()?;
     if selection.openmp {
         openmp_runtime()?;
     }
+    Ok(())
+}
+
+fn built_lib(built: &Built, name: &str, hint: &str) -> Result<(), String> {
+    let dir = find_static_lib(&built.build_dir, name, hint)?;
+    println!("cargo:rustc-link-search=native={}", dir.display());
+    println!("cargo:rustc-link-lib=static={name}");
     Ok(())
 }
 

@@ -7,6 +7,13 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// No variant of ggml's CPU backend can run: `EMBER_LLAMA_CPU_VARIANT` names one this
+    /// binary lacks or this CPU cannot run, or none of the binary's runs here.
+    #[error("cannot choose a CPU variant: {reason}")]
+    CpuVariant {
+        /// What is missing, and which variants would run.
+        reason: String,
+    },
     /// The model file does not exist or cannot be opened.
     // The I/O error is in the message and is not also a `source()`: `{:#}` (anyhow) would
     // print it twice.

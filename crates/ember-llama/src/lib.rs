@@ -19,6 +19,8 @@
 //!   for all of them, with per-sequence samplers, limits, cancellation and prompt-prefix
 //!   reuse; what a server uses.
 //! - [`chat`]: chat templates; [`embedding`]: pooled, normalised sentence vectors.
+//! - [`cpu`]: which variant of ggml's CPU backend runs (one binary carries one per
+//!   instruction-set level and chooses at start).
 //!
 //! Every failure is an [`Error`]; bad input (damaged GGUF files, token ids outside the
 //! vocabulary, over-long prompts, invalid grammars) never panics or aborts: where llama.cpp
@@ -52,6 +54,7 @@ pub mod batch;
 pub mod batched;
 pub mod chat;
 pub mod context;
+pub mod cpu;
 pub mod embedding;
 pub mod error;
 pub mod generate;
@@ -68,6 +71,7 @@ pub use chat::{apply_chat_template, builtin_templates, ChatMessage};
 pub use context::{
     CancelHandle, Context, ContextParams, FlashAttention, KvCacheType, PerfCounters, Pooling,
 };
+pub use cpu::CpuVariant;
 pub use embedding::cosine_similarity;
 pub use error::{Error, Result};
 pub use generate::{FinishReason, GenerateOptions, Generation, GenerationStats, Piece};

@@ -74,10 +74,11 @@ impl Model {
     /// # Errors
     ///
     /// [`Error::ModelFile`] (missing or unreadable), [`Error::InvalidGguf`],
-    /// [`Error::ModelLoad`] (llama.cpp refused it), [`Error::NulByte`] in the path.
+    /// [`Error::ModelLoad`] (llama.cpp refused it), [`Error::NulByte`] in the path,
+    /// [`Error::CpuVariant`] (no CPU variant can run, see [`crate::cpu`]).
     pub fn load(path: impl AsRef<Path>, params: &ModelParams) -> Result<Model> {
         let path = path.as_ref();
-        backend::init();
+        backend::init()?;
         gguf::validate(path)?;
         let c_path = c_string("model path", &path.to_string_lossy())?;
         let mut raw = std::ptr::null_mut();

@@ -17,7 +17,9 @@ const N_PREDICT: usize = 64;
 /// and flags by build-support/build-upstream-tools). llama-simple prints text, not ids,
 /// so this compares texts: its stdout must be byte for byte the prompt's pieces and the
 /// wrapper's 64 generated pieces (special tokens rendered, as llama-simple does), then
-/// a newline. Context and batch sizes are set as llama-simple sets them.
+/// a newline. Context and batch sizes are set as llama-simple sets them. llama-simple is
+/// built with the x86-64-v3 flags, so run this with `EMBER_LLAMA_CPU_VARIANT=haswell` (as
+/// build-support/dev test does): another CPU variant may take the other side of a near-tie.
 #[test]
 #[ignore = "~7.5 min on 2 cores (llama-simple's fixed 4 threads oversubscribe \
             them), so build-support/dev test runs it alone, as its last step: \

@@ -9,6 +9,7 @@ mod gguf_corpus;
 mod bad_input;
 mod batched;
 mod chat;
+mod cpu_variants;
 mod embeddings;
 mod generation;
 mod model;

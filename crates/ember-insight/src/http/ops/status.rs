@@ -103,6 +103,10 @@ pub struct Status {
     version: &'static str,
     /// llama.cpp's system info: its backends and the CPU features ggml uses.
     backend: &'static str,
+    /// The variant of ggml's CPU backend in use (`x64`, `sse42`, `sandybridge`, `haswell`,
+    /// `skylakex`, `icelake`, `alderlake`, `zen4`; `native` or `default` for builds with one
+    /// CPU backend); null when none can run, and then `backend` says why.
+    cpu_variant: Option<&'static str>,
     /// Seconds since start.
     uptime_s: f64,
     /// What `/readyz` says.
@@ -189,7 +193,7 @@ pub struct StreamStatus {
 /// llama.cpp's system info, read once: it does not change while the process runs.
 fn backend() -> &'static str {
     static INFO: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    INFO.get_or_init(ember_llama::system_info)
+    INFO.get_or_init(|| ember_llama::system_info().unwrap_or_else(|e| format!("unavailable: {e}")))
 }
 
 /// `GET /status`: version, probe mode and counters, model, alerts, insights, streams.
@@ -210,6 +214,7 @@ pub async fn status(State(state): State<AppState>) -> Json<Status> {
         name: "insightd",
         version: VERSION,
         backend: backend(),
+        cpu_variant: ember_llama::cpu::variant().ok(),
         uptime_s: state.started.elapsed().as_secs_f64(),
         ready: not_ready(&state).is_none(),
         telemetry: TelemetryStatus {

@@ -1,0 +1,301 @@
+//! `cargo xtask cpu-symbols`: checks a linked binary's symbol table (`nm`) against the CPU
+//! variants ember-llama-sys linked into it (its `cpu-variants/manifest.txt`).
+//!
+//! What it proves, for a binary built with symbols (`-C strip=none`):
+//! - each variant is linked once: its renamed entry points `ggml_cpu_<v>_*` are defined once,
+//!   and nothing else of it is global;
+//! - no ggml-cpu internal is global any more (`ggml_vec_dot_q4_K_q8_K` and the other strong
+//!   symbols a variant's ggml-cpu defined): an unrenamed or doubly linked ggml-cpu would show
+//!   here;
+//! - the unprefixed ggml-cpu.h functions the program uses are defined once, by the dispatcher
+//!   (at an address that is none of the variants' entry points).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, ensure, Context, Result};
+use serde_json::Value;
+
+/// `cargo xtask cpu-symbols`'s arguments.
+#[derive(clap::Args)]
+pub struct Args {
+    /// `cargo build --message-format=json` output of the build that made the binary.
+    #[arg(long)]
+    messages: PathBuf,
+    /// The binary target's name (e.g. generate).
+    #[arg(long)]
+    target: String,
+}
+
+/// What ember-llama-sys' build wrote: the variants, the entry points the dispatcher
+/// forwards, and the original global symbols of the variants with their `nm` type.
+struct Manifest {
+    variants: Vec<String>,
+    entries: BTreeSet<String>,
+    internals: BTreeMap<String, char>,
+}
+
+/// One `nm -P` line: name, type letter, address.
+struct Symbol {
+    name: String,
+    kind: char,
+    address: u64,
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    let (binary, out_dir) = from_messages(&args.messages, &args.target)?;
+    let manifest = read_manifest(&out_dir.join("cpu-variants/manifest.txt"))?;
+    let symbols = nm(&binary)?;
+    ensure!(
+        !symbols.is_empty(),
+        "{} has no symbol table: build it with `-C strip=none`",
+        binary.display()
+    );
+    let report = check(&manifest, &symbols)?;
+    println!("{}: {report}", binary.display());
+    Ok(())
+}
+
+/// The checks; on success, a one-line summary.
+fn check(manifest: &Manifest, symbols: &[Symbol]) -> Result<String> {
+    let global = |s: &&Symbol| {
+        s.kind.is_ascii_uppercase() && !matches!(s.kind, 'U' | 'W' | 'V')
+            || matches!(s.kind, 'W' | 'V' | 'u')
+    };
+    let globals: Vec<&Symbol> = symbols.iter().filter(global).collect();
+    let mut count: BTreeMap<&str, usize> = BTreeMap::new();
+    for s in &globals {
+        *count.entry(&s.name).or_default() += 1;
+    }
+    let doubled: Vec<_> = count
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(s, _)| *s)
+        .collect();
+    ensure!(
+        doubled.is_empty(),
+        "global symbols defined more than once: {doubled:?}"
+    );
+
+    // Each variant once, with only its renamed entry points global.
+    let mut variant_entries: BTreeMap<&str, u64> = BTreeMap::new();
+    for variant in &manifest.variants {
+        let prefix = format!("ggml_cpu_{variant}_");
+        let score = format!("{prefix}ggml_backend_score");
+        ensure!(
+            count.contains_key(score.as_str()),
+            "variant {variant} is not linked in: {score} is missing"
+        );
+        for s in globals.iter().filter(|s| s.name.starts_with(&prefix)) {
+            let rest = &s.name[prefix.len()..];
+            let known = manifest.entries.contains(rest)
+                || rest == "ggml_backend_score"
+                || manifest.internals.get(rest) == Some(&'u');
+            ensure!(
+                known,
+                "{} is global but is no entry point of variant {variant}",
+                s.name
+            );
+            variant_entries.insert(&s.name, s.address);
+        }
+    }
+
+    // No ggml-cpu internal left global; the entry points only from the dispatcher.
+    let mut dispatched = 0;
+    for s in &globals {
+        let Some(kind) = manifest.internals.get(&s.name) else {
+            continue;
+        };
+        if manifest.entries.contains(&s.name) {
+            let aliased: Vec<_> = variant_entries
+                .iter()
+                .filter(|(_, a)| **a == s.address)
+                .map(|(n, _)| *n)
+                .collect();
+            ensure!(
+                aliased.is_empty(),
+                "{} is at the address of {aliased:?}: a variant's entry point, not the dispatcher's",
+                s.name
+            );
+            dispatched += 1;
+        } else if !matches!(kind, 'W' | 'V' | 'u') {
+            bail!(
+                "{} ({}) is a global symbol of the binary, but it is a ggml-cpu internal that \
+                 every variant should hold privately",
+                s.name,
+                s.kind
+            );
+        }
+    }
+    // Weak ones may stay global under their name: ggml-base's or libllama's own copy.
+    let private = manifest
+        .internals
+        .keys()
+        .filter(|n| !count.contains_key(n.as_str()))
+        .count();
+    Ok(format!(
+        "{} variants ({}), {} renamed entry points global, {} ggml-cpu.h functions from the \
+         dispatcher, {} ggml-cpu internals private",
+        manifest.variants.len(),
+        manifest.variants.join(" "),
+        variant_entries.len(),
+        dispatched,
+        private
+    ))
+}
+
+/// The target's executable and ember-llama-sys' OUT_DIR, from cargo's JSON messages.
+fn from_messages(path: &Path, target: &str) -> Result<(PathBuf, PathBuf)> {
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let (mut binary, mut out_dir) = (None, None);
+    for line in std::io::BufReader::new(file).lines() {
+        let Ok(msg) = serde_json::from_str::<Value>(&line?) else {
+            continue;
+        };
+        let package = msg["package_id"].as_str().unwrap_or_default();
+        if msg["reason"] == "build-script-executed" && package.contains("ember-llama-sys") {
+            out_dir = msg["out_dir"].as_str().map(PathBuf::from);
+        }
+        if msg["reason"] == "compiler-artifact" && msg["target"]["name"] == target {
+            binary = msg["executable"].as_str().map(PathBuf::from);
+        }
+    }
+    match (binary, out_dir) {
+        (Some(b), Some(o)) => Ok((b, o)),
+        (None, _) => bail!(
+            "{}: cargo built no executable named {target}",
+            path.display()
+        ),
+        (_, None) => bail!(
+            "{}: no build script output of ember-llama-sys",
+            path.display()
+        ),
+    }
+}
+
+fn read_manifest(path: &Path) -> Result<Manifest> {
+    let text = std::fs::read_to_string(path).with_context(|| {
+        format!(
+            "reading {}: was ember-llama-sys built with CPU variants (x86-64 Linux, no `native`)?",
+            path.display()
+        )
+    })?;
+    let mut manifest = Manifest {
+        variants: Vec::new(),
+        entries: BTreeSet::new(),
+        internals: BTreeMap::new(),
+    };
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        match fields.as_slice() {
+            ["variant", name] => manifest.variants.push(name.to_string()),
+            ["entry", name] => {
+                manifest.entries.insert(name.to_string());
+            }
+            ["internal", name, kind] => {
+                let kind = kind.chars().next().unwrap_or('?');
+                manifest.internals.insert(name.to_string(), kind);
+            }
+            _ => bail!("{}: unexpected line `{line}`", path.display()),
+        }
+    }
+    ensure!(
+        !manifest.variants.is_empty(),
+        "{} lists no variant",
+        path.display()
+    );
+    Ok(manifest)
+}
+
+fn nm(binary: &Path) -> Result<Vec<Symbol>> {
+    let out = Command::new("nm")
+        .args(["-P", "--defined-only"])
+        .arg(binary)
+        .output()
+        .context("running nm (Debian package binutils)")?;
+    ensure!(
+        out.status.success(),
+        "nm {} failed: {}",
+        binary.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(parse_nm(&String::from_utf8_lossy(&out.stdout)))
+}
+
+fn parse_nm(text: &str) -> Vec<Symbol> {
+    text.lines()
+        .filter_map(|line| {
+            let mut f = line.split_whitespace();
+            let name = f.next()?.to_string();
+            let kind = f.next()?.chars().next()?;
+            let address = u64::from_str_radix(f.next().unwrap_or("0"), 16).unwrap_or(0);
+            Some(Symbol {
+                name,
+                kind,
+                address,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest() -> Manifest {
+        Manifest {
+            variants: vec!["x64".into(), "haswell".into()],
+            entries: ["ggml_backend_cpu_reg".to_string()].into(),
+            internals: [
+                ("ggml_backend_cpu_reg".to_string(), 'T'),
+                ("ggml_vec_dot_q4_K_q8_K".to_string(), 'T'),
+                ("_ZNSt6vectorIiE9push_backEi".to_string(), 'W'),
+            ]
+            .into(),
+        }
+    }
+
+    const GOOD: &str = "\
+ggml_backend_cpu_reg T 100 10
+ggml_cpu_x64_ggml_backend_cpu_reg T 200 10
+ggml_cpu_x64_ggml_backend_score T 210 10
+ggml_cpu_haswell_ggml_backend_cpu_reg T 300 10
+ggml_cpu_haswell_ggml_backend_score T 310 10
+ggml_vec_dot_q4_K_q8_K t 400 10
+ggml_vec_dot_q4_K_q8_K t 500 10
+_ZNSt6vectorIiE9push_backEi W 600 10
+";
+
+    #[test]
+    fn a_privatised_binary_passes() {
+        let report = check(&manifest(), &parse_nm(GOOD)).unwrap();
+        assert!(report.contains("2 variants"), "{report}");
+        assert!(report.contains("4 renamed entry points"), "{report}");
+        assert!(report.contains("1 ggml-cpu.h functions"), "{report}");
+    }
+
+    #[test]
+    fn an_internal_left_global_fails() {
+        let text = GOOD.replace(
+            "ggml_vec_dot_q4_K_q8_K t 500",
+            "ggml_vec_dot_q4_K_q8_K T 500",
+        );
+        let err = check(&manifest(), &parse_nm(&text))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ggml_vec_dot_q4_K_q8_K"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_variant_or_an_aliased_entry_point_fails() {
+        let text = GOOD.replace("ggml_cpu_haswell_ggml_backend_score T 310 10\n", "");
+        assert!(check(&manifest(), &parse_nm(&text)).is_err());
+        let text = GOOD.replace("ggml_backend_cpu_reg T 100", "ggml_backend_cpu_reg T 200");
+        let err = check(&manifest(), &parse_nm(&text))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not the dispatcher's"), "{err}");
+    }
+}
