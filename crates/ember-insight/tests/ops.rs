@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use crate::common::{self, Daemon};
 
 /// Must show 1: /healthz answers within 1 s of start; /readyz turns ready once the model
-/// is loaded, and /status then names the model and the probe mode.
+/// is loaded, and /status then names the model, the CPU variant and the probe mode.
 #[tokio::test(flavor = "multi_thread")]
 async fn healthz_at_once_readyz_after_the_model_loads() {
     let Some(model) = common::model() else { return };
@@ -48,6 +48,9 @@ async fn healthz_at_once_readyz_after_the_model_loads() {
     assert_eq!(status["model"]["state"], "ready", "{status}");
     assert_eq!(status["ready"], true);
     assert_eq!(status["version"], env!("CARGO_PKG_VERSION"));
+    // The CPU variant the daemon runs: the one this process gets on the same CPU.
+    let variant = ember_llama::cpu::variant().unwrap();
+    assert_eq!(status["cpu_variant"], variant, "{status}");
     let mode = status["telemetry"]["mode"].as_str().unwrap();
     assert!(mode == "bpf" || mode == "procfs", "{status}");
     if common::probe_mode() == "bpf" {

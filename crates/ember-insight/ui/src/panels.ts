@@ -6,7 +6,8 @@ import type { Alert, ExitEvent, Insight, Status } from "./types";
 
 export function renderStatus(s: Status): void {
   setText(byId("version"), `${s.name} ${s.version}`);
-  setText(byId("backend"), s.backend);
+  // Which of the binary's CPU variants runs (null when none can: then backend says why).
+  setText(byId("backend"), s.cpu_variant ? `CPU variant ${s.cpu_variant} · ${s.backend}` : s.backend);
   const t = s.telemetry;
   setText(
     byId("mode"),

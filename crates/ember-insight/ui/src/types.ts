@@ -10,6 +10,7 @@ export interface Status {
   name: string;
   version: string;
   backend: string;
+  cpu_variant: string | null;
   uptime_s: number;
   ready: boolean;
   telemetry: {

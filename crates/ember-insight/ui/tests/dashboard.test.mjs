@@ -1,5 +1,6 @@
 // The whole dashboard in the system Chromium against a real insightd (--token, the test model,
-// BPF probes) on loopback: log in through the form; the header shows the daemon's version; the
+// BPF probes) on loopback: log in through the form; the header shows the daemon's version and
+// its CPU variant; the
 // process tree, filtered, shows a marker process this test owns; a fork storm raises a
 // fork_rate alert naming the storm's command, and the model's insight for that alert follows.
 // No console error, no uncaught error, and no request off the daemon's origin all along.
@@ -78,6 +79,10 @@ test("the dashboard: status, process tree, a fork storm's alert and its insight"
         (await version.textContent())?.includes(status.version),
       );
       assert.equal((await version.textContent()).trim(), `${status.name} ${status.version}`);
+      // The CPU variant of ggml's CPU backend that this daemon runs, as /status reports it.
+      assert.ok(status.cpu_variant, "/status names no CPU variant");
+      const backend = (await page.locator("#status #backend").textContent()).trim();
+      assert.ok(backend.startsWith(`CPU variant ${status.cpu_variant} · `), `#backend shows: ${backend}`);
       await until("#conn live", 15_000, async () => (await page.locator("#conn").getAttribute("data-state")) === "live");
       await until("process rows", 30_000, async () => (await page.locator("#process-tree .proc").count()) > 0);
       for (const probe of ["exec", "fork", "exit"]) {
