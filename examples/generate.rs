@@ -34,7 +34,7 @@ struct Args {
     /// Stop strings (repeatable).
     #[arg(long)]
     stop: Vec<String>,
-    /// Threads (default: llama.cpp's).
+    /// Threads (default: llama.cpp's 4, at most the CPUs this process may use).
     #[arg(short, long)]
     threads: Option<i32>,
     /// Context size in tokens.
