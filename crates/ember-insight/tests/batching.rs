@@ -1,6 +1,6 @@
 //! The generation engine behind the API: concurrent requests share one batched decode, wait
 //! in the bounded queue, get 429 beyond it, and a shared prompt prefix is reported as cached;
-//! and answers carry llama-server-style timings.
+//! answers carry llama-server-style timings; the tokenizer endpoints.
 
 use std::time::Duration;
 
@@ -122,5 +122,36 @@ async fn answers_carry_llama_server_timings() {
     assert!(
         timings["predicted_per_second"].as_f64().unwrap() > 0.0,
         "{v}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tokenize_and_detokenize_round_trip() {
+    let Some(d) = start(&[]) else { return };
+    d.wait_ready(Duration::from_secs(120)).await;
+    let text = "The capital of France is Paris.";
+    let t = d.post_json("/tokenize", &json!({"content": text})).await;
+    let tokens = t["tokens"].as_array().unwrap().clone();
+    assert!(tokens.len() > 4, "{t}");
+    let with_bos = d
+        .post_json("/tokenize", &json!({"content": text, "add_special": true}))
+        .await;
+    assert_eq!(
+        with_bos["tokens"].as_array().unwrap().len(),
+        tokens.len() + 1
+    );
+    let back = d.post_json("/detokenize", &json!({"tokens": tokens})).await;
+    assert_eq!(back["content"], text);
+    let resp = reqwest::Client::new()
+        .post(d.url("/detokenize"))
+        .json(&json!({"tokens": [1, -5]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let err: Value = resp.json().await.unwrap();
+    assert!(
+        err["error"]["message"].as_str().unwrap().contains("-5"),
+        "{err}"
     );
 }

@@ -40,6 +40,8 @@ use super::{openai, ops, ui, AppState};
         openai::completions,
         openai::chat_completions,
         openai::embeddings,
+        openai::tokenize,
+        openai::detokenize,
         document,
     ),
     modifiers(&Bearer),

@@ -13,6 +13,7 @@ mod generation;
 mod request;
 mod response;
 mod sse;
+mod tokens;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -41,6 +42,10 @@ use chat::chat_messages;
 use generation::{collect, gen_request, spawn_generation, take_slot, NEXT_ID};
 use response::{chat_logprobs, completion_logprobs, timings, usage};
 use sse::sse_response;
+pub use tokens::{
+    __path_detokenize, __path_tokenize, detokenize, tokenize, DetokenizeRequest,
+    DetokenizeResponse, TokenizeRequest, TokenizeResponse,
+};
 
 fn now_secs() -> u64 {
     SystemTime::now()
