@@ -23,7 +23,7 @@ SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 # hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends \
-        cmake clang libclang-dev pkg-config file ccache \
+        cmake clang libclang-dev pkg-config file ccache binutils \
         autoconf automake autopoint flex bison gawk make python3-pip libcap2-bin \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src

@@ -26,7 +26,7 @@ SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 # hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends \
-        build-essential cmake clang libclang-dev pkg-config file ccache \
+        build-essential cmake clang libclang-dev pkg-config file ccache binutils \
         autoconf automake autopoint flex bison gawk make python3-pip libcap2-bin ca-certificates \
         libvulkan-dev glslc spirv-headers \
     && rm -rf /var/lib/apt/lists/*
