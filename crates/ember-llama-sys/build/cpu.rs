@@ -9,11 +9,11 @@
 use crate::env;
 
 /// One ISA variant of upstream's x86 table: its name and the `GGML_<feature>` options it
-/// turns on (every other ISA option is off).
+/// turns on, separated by spaces (every other ISA option is off).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Variant {
     pub name: &'static str,
-    pub features: &'static [&'static str],
+    pub features: &'static str,
 }
 
 /// Every ISA option ggml's CMake knows on x86; each build passes all of them, ON or OFF, so
@@ -35,130 +35,41 @@ pub const ISA_OPTIONS: &[&str] = &[
     "AMX_BF16",
 ];
 
-const V2: &[&str] = &["SSE42"];
-const AVX: &[&str] = &["SSE42", "AVX"];
-const V3: &[&str] = &["SSE42", "AVX", "F16C", "FMA", "AVX2", "BMI2"];
-
-/// Upstream's x86 variants, in its order (ggml/src/CMakeLists.txt, GGML_CPU_ALL_VARIANTS).
+/// Upstream's x86 variants, in its order and with its features (ggml/src/CMakeLists.txt,
+/// `ggml_add_cpu_backend_variant` under GGML_CPU_ALL_VARIANTS).
 pub const X86_VARIANTS: &[Variant] = &[
-    Variant {
-        name: "x64",
-        features: &[],
-    },
-    Variant {
-        name: "sse42",
-        features: V2,
-    },
-    Variant {
-        name: "sandybridge",
-        features: AVX,
-    },
-    Variant {
-        name: "ivybridge",
-        features: &["SSE42", "AVX", "F16C"],
-    },
-    Variant {
-        name: "piledriver",
-        features: &["SSE42", "AVX", "F16C", "FMA"],
-    },
-    Variant {
-        name: "haswell",
-        features: V3,
-    },
-    Variant {
-        name: "skylakex",
-        features: &["SSE42", "AVX", "F16C", "FMA", "AVX2", "BMI2", "AVX512"],
-    },
-    Variant {
-        name: "cannonlake",
-        features: &[
-            "SSE42",
-            "AVX",
-            "F16C",
-            "FMA",
-            "AVX2",
-            "BMI2",
-            "AVX512",
-            "AVX512_VBMI",
-        ],
-    },
-    Variant {
-        name: "cascadelake",
-        features: &[
-            "SSE42",
-            "AVX",
-            "F16C",
-            "FMA",
-            "AVX2",
-            "BMI2",
-            "AVX512",
-            "AVX512_VNNI",
-        ],
-    },
-    Variant {
-        name: "icelake",
-        features: &[
-            "SSE42",
-            "AVX",
-            "F16C",
-            "FMA",
-            "AVX2",
-            "BMI2",
-            "AVX512",
-            "AVX512_VBMI",
-            "AVX512_VNNI",
-        ],
-    },
-    Variant {
-        name: "cooperlake",
-        features: &[
-            "SSE42",
-            "AVX",
-            "F16C",
-            "FMA",
-            "AVX2",
-            "BMI2",
-            "AVX512",
-            "AVX512_VNNI",
-            "AVX512_BF16",
-        ],
-    },
-    Variant {
-        name: "zen4",
-        features: &[
-            "SSE42",
-            "AVX",
-            "F16C",
-            "FMA",
-            "AVX2",
-            "BMI2",
-            "AVX512",
-            "AVX512_VBMI",
-            "AVX512_VNNI",
-            "AVX512_BF16",
-        ],
-    },
-    Variant {
-        name: "alderlake",
-        features: &["SSE42", "AVX", "F16C", "FMA", "AVX2", "BMI2", "AVX_VNNI"],
-    },
-    Variant {
-        name: "sapphirerapids",
-        features: &[
-            "SSE42",
-            "AVX",
-            "F16C",
-            "FMA",
-            "AVX2",
-            "BMI2",
-            "AVX512",
-            "AVX512_VBMI",
-            "AVX512_VNNI",
-            "AVX512_BF16",
-            "AMX_TILE",
-            "AMX_INT8",
-        ],
-    },
+    Variant::new("x64", ""),
+    Variant::new("sse42", "SSE42"),
+    Variant::new("sandybridge", "SSE42 AVX"),
+    Variant::new("ivybridge", "SSE42 AVX F16C"),
+    Variant::new("piledriver", "SSE42 AVX F16C FMA"),
+    Variant::new("haswell", "SSE42 AVX F16C FMA AVX2 BMI2"),
+    Variant::new("skylakex", "SSE42 AVX F16C FMA AVX2 BMI2 AVX512"),
+    Variant::new(
+        "cannonlake",
+        "SSE42 AVX F16C FMA AVX2 BMI2 AVX512 AVX512_VBMI",
+    ),
+    Variant::new(
+        "cascadelake",
+        "SSE42 AVX F16C FMA AVX2 BMI2 AVX512 AVX512_VNNI",
+    ),
+    Variant::new(
+        "icelake",
+        "SSE42 AVX F16C FMA AVX2 BMI2 AVX512 AVX512_VBMI AVX512_VNNI",
+    ),
+    Variant::new(
+        "cooperlake",
+        "SSE42 AVX F16C FMA AVX2 BMI2 AVX512 AVX512_VNNI AVX512_BF16",
+    ),
+    Variant::new(
+        "zen4",
+        "SSE42 AVX F16C FMA AVX2 BMI2 AVX512 AVX512_VBMI AVX512_VNNI AVX512_BF16",
+    ),
+    Variant::new("alderlake", "SSE42 AVX F16C FMA AVX2 BMI2 AVX_VNNI"),
+    Variant::new(
+        "sapphirerapids",
+        "SSE42 AVX F16C FMA AVX2 BMI2 AVX512 AVX512_VBMI AVX512_VNNI AVX512_BF16 AMX_TILE AMX_INT8",
+    ),
 ];
 
 /// The default set: one variant per step that changes ggml's kernels (x86-64 v1, v2, AVX,
@@ -175,12 +86,28 @@ const DEFAULT_VARIANTS: &[&str] = &[
 ];
 
 impl Variant {
-    /// `GGML_<option>=ON|OFF` for every ISA option, and `GGML_NATIVE=OFF`.
+    const fn new(name: &'static str, features: &'static str) -> Variant {
+        Variant { name, features }
+    }
+
+    /// The `GGML_<feature>` options it turns on.
+    pub fn features(&self) -> impl Iterator<Item = &'static str> {
+        self.features.split_whitespace()
+    }
+
+    /// `GGML_<option>=ON|OFF` for every ISA option.
     pub fn cmake_options(&self) -> Vec<(String, String)> {
+        for feature in self.features() {
+            assert!(
+                ISA_OPTIONS.contains(&feature),
+                "X86_VARIANTS: {} names {feature}, which is no ISA option",
+                self.name
+            );
+        }
         ISA_OPTIONS
             .iter()
             .map(|option| {
-                let on = self.features.contains(option);
+                let on = self.features().any(|f| f == *option);
                 (
                     format!("GGML_{option}"),
                     if on { "ON" } else { "OFF" }.to_string(),
@@ -192,7 +119,7 @@ impl Variant {
     /// The XCR0 bits the OS must have enabled for this variant's registers: SSE and AVX
     /// (YMM) state for AVX, plus opmask/ZMM state for AVX-512, plus tile state for AMX.
     pub fn xcr0_mask(&self) -> u64 {
-        let has = |prefix: &str| self.features.iter().any(|f| f.starts_with(prefix));
+        let has = |prefix: &str| self.features().any(|f| f.starts_with(prefix));
         let mut mask = 0;
         if has("AVX") || has("FMA") || has("F16C") {
             mask |= 0x6; // XMM | YMM

@@ -73,6 +73,6 @@ fn row(variant: &Variant) -> String {
         "    X({}, 0x{:x}ULL, \"{}\")",
         variant.name,
         variant.xcr0_mask(),
-        variant.features.join(" ")
+        variant.features
     )
 }

@@ -119,7 +119,7 @@ pub fn compile_score(tree: &Tree, variant: &Variant) -> Result<Vec<PathBuf>, Str
         .out_dir(variant_dir(variant).join("score"))
         .cargo_metadata(false)
         .warnings(false);
-    for feature in variant.features {
+    for feature in variant.features() {
         build.define(&format!("GGML_{feature}"), None);
     }
     build.try_compile_intermediates().map_err(|e| {
