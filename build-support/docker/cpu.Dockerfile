@@ -13,6 +13,9 @@
 #   BAKE_TEST_MODEL   1 bakes the pinned test model (gemma-3-270m, 242 MiB) at
 #                     /models/model.gguf; default 0: mount a model there instead
 #   RUST_VERSION      the Rust toolchain image tag
+#   EMBER_LLAMA_CPU_VARIANTS  default: the eight ggml CPU variants, one chosen at start, so the
+#                     image runs on every x86-64 CPU (~35 MB); one name (e.g. haswell) makes
+#                     the smaller image for that ISA and up (see ember-llama-sys' README)
 
 ARG RUST_VERSION=1.95
 
@@ -35,6 +38,7 @@ RUN build-support/fetch-llama-cpp
 COPY . .
 ARG EMBER_VERSION=""
 ARG BAKE_TEST_MODEL=0
+ARG EMBER_LLAMA_CPU_VARIANTS=""
 ENV EMBER_LLAMA_CCACHE=1 CCACHE_DIR=/root/.cache/ccache CARGO_TARGET_DIR=/cargo-target
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/usr/local/cargo/git \

@@ -8,8 +8,8 @@
 #     --build-arg EMBER_VERSION="$(cargo xtask version)" -t ember:cuda .
 #   docker run --gpus all ember:cuda --once
 #
-# Build arguments: EMBER_VERSION, EMBER_REVISION, BAKE_TEST_MODEL, RUST_VERSION as in
-# cpu.Dockerfile, plus
+# Build arguments: EMBER_VERSION, EMBER_REVISION, BAKE_TEST_MODEL, RUST_VERSION,
+# EMBER_LLAMA_CPU_VARIANTS as in cpu.Dockerfile, plus
 #   CUDA_VERSION             the nvidia/cuda image tag prefix (toolkit and base)
 #   CUDA_ARCHITECTURES       CMAKE_CUDA_ARCHITECTURES (fewer: a shorter build)
 
@@ -37,6 +37,7 @@ RUN build-support/fetch-llama-cpp
 COPY . .
 ARG EMBER_VERSION=""
 ARG BAKE_TEST_MODEL=0
+ARG EMBER_LLAMA_CPU_VARIANTS=""
 ARG CUDA_ARCHITECTURES="75;80;86;89;90"
 ENV EMBER_LLAMA_CCACHE=1 CCACHE_DIR=/root/.cache/ccache CARGO_TARGET_DIR=/cargo-target \
     EMBER_LLAMA_CUDA_ARCHITECTURES=${CUDA_ARCHITECTURES} EMBER_LLAMA_CUDA_PATH=/usr/local/cuda

@@ -8,8 +8,8 @@
 #     --build-arg EMBER_VERSION="$(cargo xtask version)" -t ember:rocm .
 #   docker run --device /dev/kfd --device /dev/dri ember:rocm --once
 #
-# Build arguments: EMBER_VERSION, EMBER_REVISION, BAKE_TEST_MODEL, RUST_VERSION as in
-# cpu.Dockerfile, plus
+# Build arguments: EMBER_VERSION, EMBER_REVISION, BAKE_TEST_MODEL, RUST_VERSION,
+# EMBER_LLAMA_CPU_VARIANTS as in cpu.Dockerfile, plus
 #   ROCM_VERSION       AMD's rocm/dev-ubuntu-24.04 tag (builder) and apt repository (final)
 #   AMDGPU_TARGET      the GPU target to compile for (one: EMBER_LLAMA_CMAKE_DEFINES separates
 #                      options with ';', so a CMake list does not fit; build one image per
@@ -39,6 +39,7 @@ RUN build-support/fetch-llama-cpp
 COPY . .
 ARG EMBER_VERSION=""
 ARG BAKE_TEST_MODEL=0
+ARG EMBER_LLAMA_CPU_VARIANTS=""
 ARG AMDGPU_TARGET=gfx942
 # ggml's HIP backend compiles with ROCm's clang; the linker finds the HIP libraries here.
 ENV EMBER_LLAMA_CCACHE=1 CCACHE_DIR=/root/.cache/ccache CARGO_TARGET_DIR=/cargo-target \

@@ -8,8 +8,8 @@
 #   docker buildx build -f build-support/docker/vulkan.Dockerfile \
 #     --build-arg EMBER_VERSION="$(cargo xtask version)" -t ember:vulkan .
 #
-# Build arguments: EMBER_VERSION, EMBER_REVISION, BAKE_TEST_MODEL, RUST_VERSION as in
-# cpu.Dockerfile, plus
+# Build arguments: EMBER_VERSION, EMBER_REVISION, BAKE_TEST_MODEL, RUST_VERSION,
+# EMBER_LLAMA_CPU_VARIANTS as in cpu.Dockerfile, plus
 #   UBUNTU_VERSION    base of both stages
 #   VULKAN_DRIVERS    extra driver packages for the final stage, e.g. mesa-vulkan-drivers
 #                     (RADV, ANV, lavapipe on the CPU); default none: the host provides one
@@ -40,6 +40,7 @@ RUN build-support/fetch-llama-cpp
 COPY . .
 ARG EMBER_VERSION=""
 ARG BAKE_TEST_MODEL=0
+ARG EMBER_LLAMA_CPU_VARIANTS=""
 ENV EMBER_LLAMA_CCACHE=1 CCACHE_DIR=/root/.cache/ccache CARGO_TARGET_DIR=/cargo-target
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/usr/local/cargo/git \
