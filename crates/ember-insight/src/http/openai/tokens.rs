@@ -43,13 +43,30 @@ pub struct DetokenizeResponse {
     content: String,
 }
 
+/// The errors both tokenizer endpoints can answer, in the document (as `GenerationErrors` is
+/// for the generation endpoints; these never queue or generate, so no 429 or 500).
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+enum TokenizerErrors {
+    /// What the tokenizer refuses: text it cannot tokenize, a token outside the vocabulary,
+    /// or tokens whose bytes are not UTF-8.
+    #[response(status = 400)]
+    BadRequest(ErrorBody),
+    /// A missing or wrong bearer token.
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// A body over `limits.body_bytes`.
+    #[response(status = 413)]
+    TooLarge(ErrorBody),
+    /// No model is loaded.
+    #[response(status = 503)]
+    NoModel(ErrorBody),
+}
+
 /// `POST /tokenize`.
 #[utoipa::path(post, path = "/tokenize", tag = "openai", request_body = TokenizeRequest, responses(
     (status = 200, description = "the text's tokens", body = TokenizeResponse),
-    (status = 400, description = "text the tokenizer refuses", body = ErrorBody),
-    (status = 401, description = "missing or wrong bearer token", body = ErrorBody),
-    (status = 413, description = "a body over limits.body_bytes", body = ErrorBody),
-    (status = 503, description = "no model is loaded", body = ErrorBody)))]
+    TokenizerErrors))]
 pub async fn tokenize(
     State(state): State<AppState>,
     Json(body): Json<TokenizeRequest>,
@@ -67,10 +84,7 @@ pub async fn tokenize(
 /// `POST /detokenize`.
 #[utoipa::path(post, path = "/detokenize", tag = "openai", request_body = DetokenizeRequest, responses(
     (status = 200, description = "the tokens' text", body = DetokenizeResponse),
-    (status = 400, description = "a token outside the vocabulary, or bytes that are not UTF-8", body = ErrorBody),
-    (status = 401, description = "missing or wrong bearer token", body = ErrorBody),
-    (status = 413, description = "a body over limits.body_bytes", body = ErrorBody),
-    (status = 503, description = "no model is loaded", body = ErrorBody)))]
+    TokenizerErrors))]
 pub async fn detokenize(
     State(state): State<AppState>,
     Json(body): Json<DetokenizeRequest>,
