@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::config::ProbeMode;
+use crate::config::{ModelPriority, ProbeMode};
 
 /// `insightd`'s command line. Flags override the config file.
 #[derive(Debug, Clone, clap::Parser)]
@@ -29,9 +29,13 @@ pub struct Cli {
     /// Most tokens of one generation (prompt plus output).
     #[arg(long)]
     pub ctx_size: Option<u32>,
-    /// CPU threads per generation.
+    /// CPU threads per generation (default: the CPUs this process may use).
     #[arg(long)]
     pub threads: Option<i32>,
+    /// Scheduling priority of the model's threads: background (nice 19, the default: the
+    /// node's workloads come first) or normal.
+    #[arg(long, value_enum)]
+    pub model_priority: Option<ModelPriority>,
     /// Generations batched together; more wait in the queue.
     #[arg(long)]
     pub max_concurrent: Option<usize>,

@@ -20,6 +20,7 @@ use ember_llama::{
 };
 use tokio::sync::mpsc;
 
+use crate::config::ModelPriority;
 use crate::llm::{GenEvent, GenRequest, GenSummary, TokenLogprobs, TokenText};
 use crate::metrics::EngineMetrics;
 
@@ -67,7 +68,7 @@ impl std::fmt::Debug for Engine {
 
 impl Engine {
     /// Starts the engine thread over `generator`, `api_sequences` of whose sequences serve
-    /// [`Priority::Api`] and the rest background work.
+    /// [`Priority::Api`] and the rest background work; the thread runs at `priority`.
     ///
     /// # Errors
     ///
@@ -75,12 +76,20 @@ impl Engine {
     pub fn start(
         generator: BatchGenerator,
         api_sequences: usize,
+        priority: ModelPriority,
         metrics: EngineMetrics,
     ) -> std::io::Result<Engine> {
         let (jobs, rx) = std_mpsc::channel();
         std::thread::Builder::new()
             .name("insightd-engine".into())
-            .spawn(move || Runner::new(generator, api_sequences, metrics).run(&rx))?;
+            .spawn(move || {
+                // Part of every decode runs on this thread: it takes the decode threads'
+                // priority.
+                if let Err(err) = priority.threads().apply_to_current_thread() {
+                    log::warn!("{err}: the engine thread runs at normal priority");
+                }
+                Runner::new(generator, api_sequences, metrics).run(&rx)
+            })?;
         Ok(Engine { jobs })
     }
 

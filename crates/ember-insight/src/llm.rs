@@ -101,6 +101,8 @@ pub struct Llm {
     template: String,
     params: ContextParams,
     config: ModelConfig,
+    /// Threads per decode (at most) and how that count was chosen.
+    threads: (i32, String),
     engine: Engine,
     embed: Mutex<Option<Context>>,
 }
@@ -151,11 +153,17 @@ impl Llm {
         let mut params = ContextParams::default()
             .with_n_ctx(config.ctx_size)
             .with_n_batch(config.ctx_size.min(512));
-        // llama.cpp's default is 4 threads whatever the machine; use the cores there are.
-        let threads = config
-            .threads
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(4, |n| n.get() as i32));
-        params = params.with_threads(threads).with_threads_batch(threads);
+        // llama.cpp's default is 4 threads whatever the machine; use the CPUs this process
+        // may use (affinity and cgroup quota).
+        let budget = ember_llama::threads::CpuBudget::current();
+        let (threads, threads_reason) = match config.threads {
+            Some(n) => (n, format!("model.threads = {n} ({})", budget.reason)),
+            None => (budget.threads as i32, budget.reason),
+        };
+        params = params
+            .with_threads(threads)
+            .with_threads_batch(threads)
+            .with_priority(config.priority.threads());
         let sequences = config.max_concurrent + 1;
         let engine_params = params
             .clone()
@@ -171,7 +179,7 @@ impl Llm {
         let generator = BatchGenerator::new(ctx)
             .context("cannot start the batch generator")?
             .with_max_sequence_tokens(config.ctx_size as usize);
-        let engine = Engine::start(generator, config.max_concurrent, metrics)
+        let engine = Engine::start(generator, config.max_concurrent, config.priority, metrics)
             .context("cannot start the generation engine thread")?;
         Ok(Llm {
             model,
@@ -179,9 +187,16 @@ impl Llm {
             template,
             params,
             config: config.clone(),
+            threads: (threads, threads_reason),
             engine,
             embed: Mutex::new(None),
         })
+    }
+
+    /// Threads per decode (at most: fewer run while other processes keep cores busy), and
+    /// how the count was chosen.
+    pub fn threads(&self) -> (i32, &str) {
+        (self.threads.0, &self.threads.1)
     }
 
     /// The name `/v1/models` shows.

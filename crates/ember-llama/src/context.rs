@@ -13,6 +13,7 @@ use ember_llama_sys as sys;
 use crate::batch::Batch;
 use crate::error::{Error, Result};
 use crate::model::Model;
+use crate::threads::{Contention, CpuBudget};
 use threadpool::ThreadPool;
 
 pub use params::{ContextParams, FlashAttention, KvCacheType, Pooling};
@@ -78,6 +79,12 @@ pub struct Context {
     outputs: Vec<i32>,
     /// Worker threads for every decode; dropped after `raw` is freed (see `Drop`).
     _threads: ThreadPool,
+    /// Generation and prompt threads as configured.
+    max_threads: (i32, i32),
+    /// Generation threads of the last decode.
+    threads_in_use: i32,
+    /// Picks the thread count of each decode from the free cores (adaptive threads).
+    contention: Option<Contention>,
 }
 
 // SAFETY: a llama_context is used by one thread at a time (every method takes `&mut self`
@@ -174,6 +181,7 @@ impl Context {
         let threads = match ThreadPool::new(
             raw_params.n_threads.max(raw_params.n_threads_batch),
             params.thread_poll,
+            params.priority,
         ) {
             Ok(threads) => threads,
             Err(err) => {
@@ -207,7 +215,36 @@ impl Context {
             embeddings: raw_params.embeddings,
             outputs: Vec::new(),
             _threads: threads,
+            max_threads: (raw_params.n_threads, raw_params.n_threads_batch),
+            threads_in_use: raw_params.n_threads,
+            contention: params.adaptive_threads.then(|| {
+                let most = raw_params.n_threads.max(raw_params.n_threads_batch);
+                Contention::new(CpuBudget::current().cpus, most as usize, params.priority)
+            }),
         })
+    }
+
+    /// Generation threads the last decode used: the configured count, or fewer where
+    /// adaptive threads found fewer free cores (see [`crate::threads`]).
+    pub fn threads_in_use(&self) -> i32 {
+        self.threads_in_use
+    }
+
+    /// With adaptive threads, sets the next decode's thread counts to the free cores.
+    fn adapt_threads(&mut self) {
+        let Some(contention) = &mut self.contention else {
+            return;
+        };
+        let free = i32::try_from(contention.threads()).unwrap_or(i32::MAX);
+        let (most, most_batch) = self.max_threads;
+        if free.min(most) != self.threads_in_use {
+            self.threads_in_use = free.min(most);
+            // SAFETY: valid context, exclusively borrowed; both counts are in 1..=the pool's
+            // size (the pool has max(n_threads, n_threads_batch) workers).
+            unsafe {
+                sys::llama_set_n_threads(self.as_ptr(), free.min(most), free.min(most_batch))
+            };
+        }
     }
 
     fn create(
@@ -338,6 +375,7 @@ impl Context {
         if self.cancel.is_cancelled() {
             return Err(Error::Cancelled);
         }
+        self.adapt_threads();
         self.outputs.clear();
         let mut code = 0;
         crate::barrier::guarded("llama_decode", |err, len| {

@@ -68,6 +68,14 @@ pub enum Error {
         /// Requested threads.
         n_threads: i32,
     },
+    /// The kernel refused a thread's scheduling priority.
+    #[error("cannot give the decode threads {priority} priority: {reason}")]
+    ThreadPriority {
+        /// The priority asked for (`background`).
+        priority: &'static str,
+        /// What the kernel said.
+        reason: String,
+    },
     /// The model was loaded with `vocab_only` and has no weights.
     #[error("the model was loaded vocabulary-only: {what} needs the weights")]
     VocabOnly {

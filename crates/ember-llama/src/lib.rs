@@ -62,6 +62,7 @@ pub mod gguf;
 pub mod logprobs;
 pub mod model;
 pub mod sampler;
+pub mod threads;
 pub mod token;
 
 pub use backend::system_info;

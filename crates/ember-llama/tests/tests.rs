@@ -14,4 +14,5 @@ mod embeddings;
 mod generation;
 mod model;
 mod parity;
+mod threads;
 mod tokenizer;

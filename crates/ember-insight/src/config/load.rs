@@ -62,6 +62,9 @@ impl Config {
         if cli.threads.is_some() {
             config.model.threads = cli.threads;
         }
+        if let Some(priority) = cli.model_priority {
+            config.model.priority = priority;
+        }
         if let Some(n) = cli.max_concurrent {
             config.model.max_concurrent = n;
         }

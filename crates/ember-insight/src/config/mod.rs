@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 pub use insights::InsightConfig;
 pub use limits::LimitsConfig;
-pub use model::{ModelConfig, MAX_THREADS};
+pub use model::{ModelConfig, ModelPriority, MAX_THREADS};
 pub use probes::{ProbeConfig, ProbeMode};
 pub use rules::{Rule, RulesConfig, Severity};
 

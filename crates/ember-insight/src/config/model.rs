@@ -7,6 +7,40 @@ use serde::{Deserialize, Serialize};
 /// Most CPU threads a context may use: ggml's `GGML_MAX_N_THREADS` (it asserts above).
 pub const MAX_THREADS: i32 = 512;
 
+/// The scheduling priority of the engine's threads (the decode threads and the engine
+/// thread). One batch holds API requests and insights together, so it is the engine's
+/// setting, not a request's; probes, rules and HTTP always run at normal priority.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+    utoipa::ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelPriority {
+    /// nice 19: the node's workloads come first; the model gets the CPU they leave.
+    #[default]
+    Background,
+    /// nice 0, as the node's workloads: for nodes that exist to serve the API.
+    Normal,
+}
+
+impl ModelPriority {
+    /// The library's priority for the engine's threads.
+    pub fn threads(self) -> ember_llama::threads::ThreadPriority {
+        match self {
+            ModelPriority::Background => ember_llama::threads::ThreadPriority::Background,
+            ModelPriority::Normal => ember_llama::threads::ThreadPriority::Normal,
+        }
+    }
+}
+
 /// Model and generation settings.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -21,8 +55,13 @@ pub struct ModelConfig {
     /// Most tokens (prompt plus output) of one generation; the engine's KV cache holds this
     /// many per sequence on average.
     pub ctx_size: u32,
-    /// CPU threads per generation (default: all cores).
+    /// CPU threads per generation (default: the CPUs this process may use, from its
+    /// affinity mask and cgroup CPU quota; `/status` says how many and why). Fewer run while
+    /// other processes keep cores busy (adaptive threads).
     pub threads: Option<i32>,
+    /// Scheduling priority of the engine's threads: `background` (nice 19, the default) or
+    /// `normal`.
+    pub priority: ModelPriority,
     /// API generations batched together (sequences of the engine); more wait in the queue.
     pub max_concurrent: usize,
     /// API requests that may wait for a sequence; beyond that they are answered 429.
@@ -46,6 +85,7 @@ impl Default for ModelConfig {
             chat_template: None,
             ctx_size: 2048,
             threads: None,
+            priority: ModelPriority::Background,
             max_concurrent: 4,
             queue: 16,
             kv_unified: true,

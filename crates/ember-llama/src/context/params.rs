@@ -2,6 +2,8 @@
 
 use ember_llama_sys as sys;
 
+use crate::threads::{CpuBudget, ThreadPriority};
+
 /// When to use flash attention.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FlashAttention {
@@ -66,13 +68,17 @@ pub enum Pooling {
 
 /// Parameters of a [`Context`](crate::Context). `Default` is llama.cpp's
 /// `llama_context_default_params()` (context 512, batch 2048, ubatch 512, 4 threads), with
-/// the threads capped at the CPUs this process may use: ggml's workers spin while they wait,
-/// and 4 of them on 2 CPUs made `generate` 100 times slower (0.5 against 51 tokens/s).
+/// the threads capped at the CPUs this process may use ([`CpuBudget`]: affinity mask and
+/// cgroup quota): ggml's workers spin while they wait, and 4 of them on 2 CPUs made
+/// `generate` 100 times slower (0.5 against 51 tokens/s). Adaptive threads are on, at
+/// normal priority (see [`crate::threads`]).
 #[derive(Clone, Debug)]
 pub struct ContextParams {
     pub(crate) raw: sys::llama_context_params,
     pub(crate) pooling: Pooling,
     pub(crate) thread_poll: u32,
+    pub(crate) priority: ThreadPriority,
+    pub(crate) adaptive_threads: bool,
 }
 
 /// llama.cpp's default polling level (its tools' `--poll 50`).
@@ -88,14 +94,15 @@ impl Default for ContextParams {
     fn default() -> Self {
         // SAFETY: a plain value constructor without preconditions.
         let mut raw = unsafe { sys::llama_context_default_params() };
-        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let cpus = i32::try_from(cpus).unwrap_or(i32::MAX);
+        let cpus = i32::try_from(CpuBudget::current().threads).unwrap_or(i32::MAX);
         raw.n_threads = raw.n_threads.min(cpus);
         raw.n_threads_batch = raw.n_threads_batch.min(cpus);
         ContextParams {
             raw,
             pooling: Pooling::Model,
             thread_poll: DEFAULT_THREAD_POLL,
+            priority: ThreadPriority::Normal,
+            adaptive_threads: true,
         }
     }
 }
@@ -204,6 +211,36 @@ impl ContextParams {
         self
     }
 
+    /// Scheduling priority of the context's worker threads (default
+    /// [`ThreadPriority::Normal`]). Part of each decode runs on the calling thread: give it
+    /// the same priority with [`ThreadPriority::apply_to_current_thread`].
+    ///
+    /// ```
+    /// use ember_llama::{threads::ThreadPriority, ContextParams};
+    /// let params = ContextParams::default().with_priority(ThreadPriority::Background);
+    /// assert_eq!(params.priority(), ThreadPriority::Background);
+    /// ```
+    #[must_use]
+    pub fn with_priority(mut self, priority: ThreadPriority) -> Self {
+        self.priority = priority;
+        self
+    }
+
+    /// Adaptive threads (default on): before a decode, at most every 100 ms, use as many of
+    /// the configured threads as there are cores other processes left free, at least one.
+    /// Off, every decode uses the configured count, and on a busy machine the workers wait
+    /// for each other at every step (see [`crate::threads`]). The output is the same.
+    ///
+    /// ```
+    /// let params = ember_llama::ContextParams::default().with_adaptive_threads(false);
+    /// assert!(!params.adaptive_threads());
+    /// ```
+    #[must_use]
+    pub fn with_adaptive_threads(mut self, on: bool) -> Self {
+        self.adaptive_threads = on;
+        self
+    }
+
     /// Flash attention policy.
     ///
     /// ```
@@ -304,6 +341,14 @@ impl ContextParams {
     /// Prompt-processing threads.
     pub fn threads_batch(&self) -> i32 {
         self.raw.n_threads_batch
+    }
+    /// Priority of the worker threads (see [`ContextParams::with_priority`]).
+    pub fn priority(&self) -> ThreadPriority {
+        self.priority
+    }
+    /// Whether adaptive threads are on (see [`ContextParams::with_adaptive_threads`]).
+    pub fn adaptive_threads(&self) -> bool {
+        self.adaptive_threads
     }
     /// Polling level of idle worker threads (see [`ContextParams::with_thread_poll`]).
     pub fn thread_poll(&self) -> u32 {

@@ -10,6 +10,7 @@ use std::ptr::NonNull;
 use ember_llama_sys as sys;
 
 use crate::error::{Error, Result};
+use crate::threads::ThreadPriority;
 
 /// An owned `ggml_threadpool`, freed on drop.
 pub(crate) struct ThreadPool {
@@ -21,15 +22,30 @@ pub(crate) struct ThreadPool {
 unsafe impl Send for ThreadPool {}
 
 impl ThreadPool {
-    /// Starts a pool of `n_threads` that poll for work at level `poll` (0..=100) when idle,
-    /// otherwise with ggml's defaults, as llama-bench does: normal priority, no CPU pinning.
-    pub(crate) fn new(n_threads: i32, poll: u32) -> Result<ThreadPool> {
-        // SAFETY: plain constructor of a parameter struct.
-        let mut params = unsafe { sys::ggml_threadpool_params_default(n_threads) };
-        params.poll = poll;
-        // SAFETY: `params` is a valid, initialised parameter struct; ggml copies it.
-        let raw = unsafe { sys::ggml_threadpool_new(&mut params) };
-        NonNull::new(raw)
+    /// Starts a pool of `n_threads` that poll for work at level `poll` (0..=100) when idle
+    /// and run at `priority`, otherwise with ggml's defaults, as llama-bench does: no CPU
+    /// pinning.
+    ///
+    /// The workers are started from a short-lived thread named `ggml-worker` that first
+    /// takes `priority`: threads inherit their creator's nice value and name, and the
+    /// caller's own thread keeps its priority.
+    pub(crate) fn new(n_threads: i32, poll: u32, priority: ThreadPriority) -> Result<ThreadPool> {
+        let started = std::thread::Builder::new()
+            .name("ggml-worker".into())
+            .spawn(move || {
+                priority.apply_to_current_thread()?;
+                // SAFETY: plain constructor of a parameter struct.
+                let mut params = unsafe { sys::ggml_threadpool_params_default(n_threads) };
+                params.poll = poll;
+                // SAFETY: `params` is a valid, initialised parameter struct; ggml copies it.
+                let raw = unsafe { sys::ggml_threadpool_new(&mut params) };
+                // The pointer crosses back as an address: the pool is not tied to this thread.
+                Ok::<usize, Error>(raw as usize)
+            })
+            .map_err(|_| Error::ThreadPool { n_threads })?
+            .join()
+            .map_err(|_| Error::ThreadPool { n_threads })??;
+        NonNull::new(started as *mut sys::ggml_threadpool)
             .map(|raw| ThreadPool { raw })
             .ok_or(Error::ThreadPool { n_threads })
     }

@@ -163,6 +163,11 @@ impl Generation<'_> {
         self.finish
     }
 
+    /// Generation threads of the last decode ([`Context::threads_in_use`]).
+    pub fn threads_in_use(&self) -> i32 {
+        self.ctx.threads_in_use()
+    }
+
     /// The log-probabilities of the token of the last piece, with
     /// [`GenerateOptions::with_logprobs`] (`None` without, or before the first piece).
     pub fn last_logprobs(&self) -> Option<&Logprobs> {

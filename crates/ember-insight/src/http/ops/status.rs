@@ -7,6 +7,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::health::not_ready;
+use crate::config::ModelPriority;
 use crate::http::{AppState, ErrorBody};
 use crate::state::{ModelState, VERSION};
 
@@ -49,6 +50,12 @@ pub enum ModelStatus {
         max_concurrent: usize,
         /// Requests that may wait for one.
         queue: usize,
+        /// Most CPU threads per decode (fewer run while other processes keep cores busy).
+        threads: i32,
+        /// How that count was chosen (affinity mask, cgroup quota, or `model.threads`).
+        threads_reason: String,
+        /// Scheduling priority of the engine's threads: `background` (nice 19) or `normal`.
+        priority: ModelPriority,
     },
 }
 
@@ -90,6 +97,9 @@ pub fn model_status(state: &AppState) -> ModelStatus {
             ctx_size: llm.config().ctx_size,
             max_concurrent: llm.config().max_concurrent,
             queue: llm.config().queue,
+            threads: llm.threads().0,
+            threads_reason: llm.threads().1.to_string(),
+            priority: llm.config().priority,
         },
     }
 }

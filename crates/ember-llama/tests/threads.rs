@@ -1,0 +1,146 @@
+//! Thread counts, priorities and adaptive threads change where a decode runs, never what it
+//! computes: the same greedy tokens in every mode, also when the thread count changes in
+//! the middle of a generation because the machine got busy.
+
+use std::process::{Child, Command, Stdio};
+
+use ember_llama::threads::{CpuBudget, ThreadPriority};
+use ember_llama::{Context, ContextParams, GenerateOptions, SamplerBuilder, Token};
+
+use crate::common;
+
+const PROMPT: &str = "def fibonacci(n):";
+const N_TOKENS: usize = 32;
+
+/// Busy loops in other processes (one per CPU this process may use, at most 16), killed on
+/// drop.
+struct BusyLoops(Vec<Child>);
+
+impl BusyLoops {
+    fn start(n: usize) -> BusyLoops {
+        BusyLoops(
+            (0..n)
+                .map(|_| {
+                    Command::new("sh")
+                        .args(["-c", "while :; do :; done"])
+                        .stdin(Stdio::null())
+                        .spawn()
+                        .unwrap()
+                })
+                .collect(),
+        )
+    }
+}
+
+impl Drop for BusyLoops {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The greedy tokens of `params`, and the least threads a decode used.
+fn greedy(params: &ContextParams) -> (Vec<Token>, i32) {
+    let model = common::model().unwrap();
+    let mut ctx = Context::new(&model, &params.clone().with_n_ctx(256)).unwrap();
+    let mut sampler = SamplerBuilder::greedy().build(&model).unwrap();
+    let options = GenerateOptions::default().with_max_tokens(N_TOKENS);
+    let mut tokens = Vec::new();
+    let mut least = i32::MAX;
+    {
+        let mut generation = ctx.generate(&mut sampler, PROMPT, &options).unwrap();
+        while let Some(piece) = generation.next() {
+            tokens.push(piece.unwrap().token);
+            least = least.min(generation.threads_in_use());
+        }
+    }
+    (tokens, least)
+}
+
+/// The nice values of this process's ggml worker threads (named `ggml-worker`).
+fn worker_nice_values() -> Vec<i32> {
+    let mut nice = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap() {
+        let Ok(stat) = std::fs::read_to_string(task.unwrap().path().join("stat")) else {
+            continue;
+        };
+        let (name, rest) = stat.split_once(" (").unwrap().1.rsplit_once(") ").unwrap();
+        if name == "ggml-worker" {
+            // Fields after the name: state is field 3, nice field 19.
+            nice.push(rest.split(' ').nth(16).unwrap().parse().unwrap());
+        }
+    }
+    nice
+}
+
+#[test]
+fn greedy_tokens_are_the_same_in_every_thread_mode() {
+    if common::model().is_none() {
+        return;
+    }
+    let fixed = ContextParams::default().with_adaptive_threads(false);
+    let (reference, _) = greedy(&fixed.clone().with_threads(1));
+    assert_eq!(reference.len(), N_TOKENS);
+    assert_eq!(
+        greedy(&fixed.clone().with_threads(2)).0,
+        reference,
+        "2 threads"
+    );
+    let background = ContextParams::default()
+        .with_threads(2)
+        .with_priority(ThreadPriority::Background);
+    assert_eq!(greedy(&background).0, reference, "background, adaptive");
+    // A busy loop on every CPU: adaptive threads drop to one during the generation.
+    let budget = CpuBudget::current();
+    let adaptive = ContextParams::default().with_threads(2);
+    let (tokens, least) = {
+        let _busy = BusyLoops::start(budget.cpus.len().min(16));
+        greedy(&adaptive)
+    };
+    assert_eq!(tokens, reference, "adaptive, with every CPU busy");
+    if budget.cpus.len() <= 16 {
+        assert_eq!(
+            least, 1,
+            "every CPU was busy, yet the decodes kept {least} threads"
+        );
+    }
+}
+
+#[test]
+fn background_workers_run_at_nice_19_and_the_caller_keeps_its_priority() {
+    let Some(model) = common::model() else {
+        return;
+    };
+    let nice_here = || {
+        let me = rustix_free_gettid();
+        let stat = std::fs::read_to_string(format!("/proc/self/task/{me}/stat")).unwrap();
+        let rest = stat.rsplit_once(") ").unwrap().1;
+        rest.split(' ').nth(16).unwrap().parse::<i32>().unwrap()
+    };
+    let before = nice_here();
+    let params = ContextParams::default()
+        .with_n_ctx(128)
+        .with_threads(3)
+        .with_priority(ThreadPriority::Background);
+    let _ctx = Context::new(&model, &params).unwrap();
+    let nice = worker_nice_values();
+    // Other tests' contexts may have workers too: at least this context's two workers (the
+    // caller is the third thread) are niced, and the calling thread is not.
+    assert!(
+        nice.iter().filter(|&&n| n == 19).count() >= 2,
+        "ggml workers' nice values: {nice:?}"
+    );
+    assert_eq!(nice_here(), before);
+}
+
+/// This thread's id, from `/proc/thread-self`.
+fn rustix_free_gettid() -> String {
+    std::fs::read_link("/proc/thread-self")
+        .unwrap()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
+}
