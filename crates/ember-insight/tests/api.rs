@@ -30,7 +30,7 @@ async fn streamed_chat_equals_the_plain_answer() {
             "--ctx-size",
             "512",
         ],
-        None,
+        Some(common::NO_INSIGHTS),
     );
     d.wait_ready(Duration::from_secs(120)).await;
     let client = reqwest::Client::new();

@@ -23,7 +23,7 @@ fn start(extra: &[&str]) -> Option<Daemon> {
     args.extend_from_slice(extra);
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    Some(Daemon::start(&args, None))
+    Some(Daemon::start(&args, Some(common::NO_INSIGHTS)))
 }
 
 async fn complete(d: &Daemon, prompt: &str, max_tokens: usize) -> (u16, Value) {

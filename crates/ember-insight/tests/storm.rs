@@ -88,7 +88,9 @@ async fn fork_storm_raises_an_alert_and_an_insight() {
     assert!(alert["first_seen"].as_str().unwrap().ends_with('Z'));
     assert!(alert["id"].as_u64().unwrap() >= 1);
 
-    let start = Instant::now();
+    // The insight takes as long as the machine lets the model run: wait while the engine
+    // makes progress (decode steps), and fail only when it stalls.
+    let mut progress = common::Progress::new(&d, Duration::from_secs(120));
     let insight = loop {
         let list: Value = d.get_json("/insights").await;
         let found = list["insights"]
@@ -100,11 +102,9 @@ async fn fork_storm_raises_an_alert_and_an_insight() {
         if let Some(i) = found {
             break i;
         }
-        assert!(
-            start.elapsed() < Duration::from_secs(240),
-            "no insight for alert {}: {list}",
-            alert["id"]
-        );
+        progress
+            .check(&format!("no insight for alert {} yet: {list}", alert["id"]))
+            .await;
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
     eprintln!("insight: {insight}");

@@ -20,7 +20,7 @@ async fn start() -> Option<Daemon> {
         "--threads",
         "2",
     ];
-    let d = Daemon::start(&args, None);
+    let d = Daemon::start(&args, Some(common::NO_INSIGHTS));
     d.wait_ready(Duration::from_secs(120)).await;
     Some(d)
 }

@@ -11,6 +11,7 @@ mod errors;
 mod grafana;
 mod injection;
 mod limits;
+mod neighbour;
 mod ops;
 mod probes;
 mod storm;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_insightd");
 
-fn ci() -> bool {
+pub fn ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true")
 }
 
@@ -50,6 +50,47 @@ pub fn bpf_required() -> bool {
 }
 
 /// A running insightd.
+/// A wait bounded by progress, not by a quiet machine: the engine's decode steps
+/// (`insightd_batch_sequences_count`) must advance at least once per `stall` while a test
+/// waits for a generation's result.
+pub struct Progress<'a> {
+    daemon: &'a Daemon,
+    stall: Duration,
+    steps: f64,
+    since: Instant,
+}
+
+impl<'a> Progress<'a> {
+    pub fn new(daemon: &'a Daemon, stall: Duration) -> Progress<'a> {
+        Progress {
+            daemon,
+            stall,
+            steps: -1.0,
+            since: Instant::now(),
+        }
+    }
+
+    /// Panics with `what` when no decode step ran for `stall`.
+    pub async fn check(&mut self, what: &str) {
+        let m = self.daemon.get_text("/metrics").await;
+        let steps = metric(&m, "insightd_batch_sequences_count").unwrap_or(0.0);
+        if steps != self.steps {
+            self.steps = steps;
+            self.since = Instant::now();
+        }
+        assert!(
+            self.since.elapsed() < self.stall,
+            "the engine made no progress for {:?} ({steps} decode steps in all): {what}",
+            self.stall
+        );
+    }
+}
+
+/// A config for tests that compare greedy answers: no insights, so that an alert about a
+/// busy test machine cannot put an insight's sequence into the batch beside the test's own
+/// (a batch of other sizes may round differently and change a near-tie).
+pub const NO_INSIGHTS: &str = "[insights]\nenabled = false\n";
+
 pub struct Daemon {
     child: Child,
     pub base: String,
@@ -65,13 +106,36 @@ impl Daemon {
 
     /// As [`Daemon::start`] on `bind`.
     pub fn start_on(bind: &str, args: &[&str], config_toml: Option<&str>) -> Daemon {
+        Daemon::start_wrapped(&[], bind, args, config_toml)
+    }
+
+    /// As [`Daemon::start_on`], run through `wrapper` (a command that execs its arguments,
+    /// e.g. a shell that joins a cgroup first).
+    pub fn start_wrapped(
+        wrapper: &[&str],
+        bind: &str,
+        args: &[&str],
+        config_toml: Option<&str>,
+    ) -> Daemon {
         let config = config_toml.map(|text| {
             let mut f = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
             f.write_all(text.as_bytes()).unwrap();
             f
         });
-        let mut cmd = Command::new(BIN);
+        let mut cmd = match wrapper {
+            [] => Command::new(BIN),
+            [program, rest @ ..] => {
+                let mut cmd = Command::new(program);
+                cmd.args(rest).arg(BIN);
+                cmd
+            }
+        };
         cmd.arg("--bind").arg(bind).args(args);
+        // The model at normal priority unless a test asks otherwise: in background (the
+        // default) a busy test machine would starve the generations the tests wait for.
+        if !args.contains(&"--model-priority") {
+            cmd.args(["--model-priority", "normal"]);
+        }
         // Where BPF must work, every probe must attach too: a probe down fails the test.
         if args.windows(2).any(|w| w == ["--probe-mode", "bpf"]) {
             cmd.arg("--require-all-probes");
@@ -117,6 +181,11 @@ impl Daemon {
             log,
             _config: config,
         }
+    }
+
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn url(&self, path: &str) -> String {
