@@ -73,7 +73,8 @@ impl<'a> Progress<'a> {
     /// Panics with `what` when no decode step ran for `stall`.
     pub async fn check(&mut self, what: &str) {
         let m = self.daemon.get_text("/metrics").await;
-        let steps = metric(&m, "insightd_batch_sequences_count").unwrap_or(0.0);
+        let steps = metric(&m, "insightd_batch_sequences_count")
+            .unwrap_or_else(|| panic!("no insightd_batch_sequences_count in /metrics:\n{m}"));
         if steps != self.steps {
             self.steps = steps;
             self.since = Instant::now();
