@@ -237,13 +237,12 @@ impl Context {
         };
         let free = i32::try_from(contention.threads()).unwrap_or(i32::MAX);
         let (most, most_batch) = self.max_threads;
-        if free.min(most) != self.threads_in_use {
-            self.threads_in_use = free.min(most);
+        let (n, n_batch) = (free.min(most), free.min(most_batch));
+        if n != self.threads_in_use {
+            self.threads_in_use = n;
             // SAFETY: valid context, exclusively borrowed; both counts are in 1..=the pool's
             // size (the pool has max(n_threads, n_threads_batch) workers).
-            unsafe {
-                sys::llama_set_n_threads(self.as_ptr(), free.min(most), free.min(most_batch))
-            };
+            unsafe { sys::llama_set_n_threads(self.as_ptr(), n, n_batch) };
         }
     }
 
