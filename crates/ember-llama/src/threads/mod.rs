@@ -18,10 +18,17 @@
 //!   (at least one, at most the configured count). One thread on a free core never waits at
 //!   a barrier.
 //!
+//! Why not the pool's poll level ([`ContextParams::with_thread_poll`]): it sets how long an
+//! idle worker spins waiting for the *next* decode; inside a decode, ggml's barrier
+//! (`ggml_barrier` in ggml-cpu.c) spins without yielding whatever the level, and that is where
+//! the time goes under contention. A yielding barrier would mean patching ggml. Fewer threads
+//! than free cores never reach the barrier's slow path, and one thread never waits at all.
+//!
 //! None of this changes a decode's output: ggml computes each output element on one thread,
 //! whatever the thread count.
 //!
 //! [`ContextParams::with_adaptive_threads`]: crate::ContextParams::with_adaptive_threads
+//! [`ContextParams::with_thread_poll`]: crate::ContextParams::with_thread_poll
 
 mod budget;
 mod contention;
