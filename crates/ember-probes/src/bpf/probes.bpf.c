@@ -30,6 +30,9 @@ enum counter_index {
 
 /* Set by user space before load. 0 means the kernel's default (adaptive) notification. */
 const volatile __u64 wakeup_bytes = 256 * 1024;
+/* Set by user space before load, from the kernel's BTF: which raw argument of block_rq_issue is
+ * the request (1 where the request queue still comes first). */
+const volatile __u32 rq_issue_arg = 0;
 
 /* Never read: these put each record type of probes.h in the object's BTF, so that the skeleton
  * generates it (skel::types), and src/event/raw.rs checks its Raw* mirrors against it at compile
@@ -41,8 +44,6 @@ const volatile struct exit_event layout_exit_event;
 const volatile struct oom_event layout_oom_event;
 const volatile struct tcp_event layout_tcp_event;
 const volatile enum event_kind layout_event_kind;
-
-extern int LINUX_KERNEL_VERSION __kconfig;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -97,6 +98,16 @@ struct {
 /* task_struct::state before 5.14 (renamed __state). */
 struct task_struct___pre514 {
 	long state;
+} __attribute__((preserve_access_index));
+
+/* mm_struct::rss_stat before 6.2: one struct of atomic counters (since then an array of
+ * percpu_counter). The type is gone from newer kernels, and so from vmlinux.h. */
+struct mm_rss_stat___pre62 {
+	atomic_long_t count[4]; /* NR_MM_COUNTERS */
+} __attribute__((preserve_access_index));
+
+struct mm_struct___pre62 {
+	struct mm_rss_stat___pre62 rss_stat;
 } __attribute__((preserve_access_index));
 
 static __always_inline void count(__u32 idx)
@@ -421,11 +432,28 @@ int BPF_PROG(handle_exit, struct task_struct *p)
 
 /* ---- OOM kills ---- */
 
+/* get_mm_counter() as the classic event reads it: the shared count, 0 when the per-CPU parts
+ * not yet folded in leave it negative. Linux 6.2 made rss_stat an array of percpu_counter;
+ * before it was one struct of atomic counters (resolved at load time). */
+static __always_inline __u64 mm_counter(struct mm_struct *mm, int member)
+{
+	struct mm_struct___pre62 *old = (void *)mm;
+	long count;
+
+	if (bpf_core_type_exists(struct mm_rss_stat___pre62))
+		count = BPF_CORE_READ(old, rss_stat.count[member].counter);
+	else
+		count = BPF_CORE_READ(mm, rss_stat[member].count);
+	return count > 0 ? count : 0;
+}
+
 /* Linux 6.8 changed the raw arguments of oom:mark_victim from (int pid) to
  * (struct task_struct *task, uid_t uid), in the commit that also added total_vm and the other
- * fields to its classic record; that field's presence (resolved at load time) tells which. The
- * raw tracepoint needs no tracefs. On 6.8+ the figures are read from the task as the classic
- * event computes them; before it, only the pid is known. */
+ * fields to its classic record; that field's presence (resolved at load time) tells which.
+ * Stable kernels took the change too (Debian's 5.10.262 and 6.1.192 have it), and there the
+ * RSS counters have their pre-6.2 layout: mm_counter() reads either. The raw tracepoint needs
+ * no tracefs. With the task the figures are read as the classic event computes them; with the
+ * old arguments only the pid is known. */
 SEC("raw_tp/mark_victim")
 int handle_oom(__u64 *ctx)
 {
@@ -454,10 +482,9 @@ int handle_oom(__u64 *ctx)
 		mm = BPF_CORE_READ(task, mm);
 		if (mm) {
 			e->total_vm_pages = BPF_CORE_READ(mm, total_vm);
-			/* get_mm_counter(): the percpu counters' shared count, as the event reads it. */
-			e->file_rss_pages = BPF_CORE_READ(mm, rss_stat[MM_FILEPAGES].count);
-			e->anon_rss_pages = BPF_CORE_READ(mm, rss_stat[MM_ANONPAGES].count);
-			e->shmem_rss_pages = BPF_CORE_READ(mm, rss_stat[MM_SHMEMPAGES].count);
+			e->file_rss_pages = mm_counter(mm, MM_FILEPAGES);
+			e->anon_rss_pages = mm_counter(mm, MM_ANONPAGES);
+			e->shmem_rss_pages = mm_counter(mm, MM_SHMEMPAGES);
 		}
 	} else {
 		header(&e->hdr, EVENT_OOM, (__u32)ctx[0]);
@@ -587,12 +614,23 @@ int BPF_PROG(handle_switch, bool preempt, struct task_struct *prev, struct task_
 
 /* ---- block I/O latency ---- */
 
-/* block_rq_issue lost its request_queue argument in 5.11. */
+/* block_rq_issue lost its request_queue argument in mainline 5.11, and stable 5.10 kernels took
+ * the change (Debian's 5.10.262 has it), so user space reads the position from the kernel's BTF
+ * (rq_issue_arg); the verifier then skips the branch not taken, and a program that reads no
+ * second argument attaches where there is none. Each branch loads at a constant offset: clang
+ * would otherwise load ctx[rq_issue_arg], and the verifier refuses a load through a moved
+ * context pointer ("dereference of modified ctx ptr"). */
 static __always_inline struct request *issue_rq(unsigned long long *ctx)
 {
-	if (LINUX_KERNEL_VERSION < KERNEL_VERSION(5, 11, 0))
-		return (struct request *)ctx[1];
-	return (struct request *)ctx[0];
+	unsigned long long rq;
+
+	if (rq_issue_arg == 1) {
+		rq = ctx[1];
+		barrier_var(rq);
+	} else {
+		rq = ctx[0];
+	}
+	return (struct request *)rq;
 }
 
 SEC("raw_tp/block_rq_issue")

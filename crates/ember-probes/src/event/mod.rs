@@ -176,9 +176,11 @@ pub struct OomEvent {
     pub ts_ns: u64,
     /// The victim's process id.
     pub pid: u32,
-    /// The victim's command name (empty before Linux 6.3).
+    /// The victim's command name (empty where the kernel's `oom:mark_victim` passes the pid
+    /// only: mainline before 6.8; stable kernels took the change, Debian's 5.10.262 and 6.1.192
+    /// have it).
     pub comm: String,
-    /// The victim's user id (0 before Linux 5.19).
+    /// The victim's user id (0 where `oom:mark_victim` passes the pid only).
     pub uid: u32,
     /// The victim's `oom_score_adj`.
     pub oom_score_adj: i32,

@@ -27,9 +27,30 @@ pub(crate) fn load_error(err: &libbpf_rs::Error) -> Error {
     }
 }
 
+/// What the programs learn from the running kernel before they are loaded.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct KernelFacts {
+    /// Which raw argument of `block_rq_issue` is the request ([`sys::request_arg`]).
+    pub(crate) rq_issue_arg: u32,
+}
+
+impl KernelFacts {
+    /// Reads what the probes in `on` need (the kernel's BTF only for the block I/O probe).
+    pub(crate) fn read(on: &[Probe]) -> KernelFacts {
+        KernelFacts {
+            rq_issue_arg: if on.contains(&Probe::BlockIo) {
+                sys::request_arg("block_rq_issue")
+            } else {
+                0
+            },
+        }
+    }
+}
+
 /// Opens the object and loads the programs of the probes in `on`.
 pub(crate) fn open_and_load<'obj>(
     cfg: &Builder,
+    facts: KernelFacts,
     on: &[Probe],
     storage: &'obj mut MaybeUninit<libbpf_rs::OpenObject>,
 ) -> Result<ProbesSkel<'obj>> {
@@ -42,6 +63,7 @@ pub(crate) fn open_and_load<'obj>(
         .map_err(|e| load_error(&e))?;
     if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
         rodata.wakeup_bytes = cfg.wakeup_bytes;
+        rodata.rq_issue_arg = facts.rq_issue_arg;
     }
     for mut prog in open.open_object_mut().progs_mut() {
         let name = prog.name().to_string_lossy().into_owned();
@@ -81,6 +103,13 @@ pub(crate) fn load_probes<'obj>(
     states: &mut [ProbeStatus],
     storages: &'obj mut [MaybeUninit<libbpf_rs::OpenObject>],
 ) -> Result<ProbesSkel<'obj>> {
+    let facts = KernelFacts::read(
+        &states
+            .iter()
+            .filter(|s| s.state == ProbeState::Up)
+            .map(|s| s.probe)
+            .collect::<Vec<_>>(),
+    );
     // One storage per attempt: an object that failed to load stays in its (never dropped)
     // slot, as libbpf-rs leaves it; at most one attempt per probe.
     for storage in storages.iter_mut() {
@@ -90,7 +119,7 @@ pub(crate) fn load_probes<'obj>(
             .map(|s| s.probe)
             .collect();
         sys::clear_libbpf_log();
-        let err = match open_and_load(cfg, &on, storage) {
+        let err = match open_and_load(cfg, facts, &on, storage) {
             Ok(skel) => return Ok(skel),
             Err(err) => err,
         };
