@@ -24,10 +24,14 @@ fn threads_of(pid: u32) -> Vec<(String, i32)> {
     threads
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn background_model_threads_are_niced_and_ops_answer_while_the_model_works() {
-    let Some(model) = common::model() else { return };
-    let d = Daemon::start(
+/// insightd with the test model (`/proc` polling, no insights) at model priority `priority`,
+/// started through `wrapper` (see [`Daemon::start_wrapped`]), once ready; `None` (a skip)
+/// without the model.
+async fn start(wrapper: &[&str], priority: &str) -> Option<Daemon> {
+    let model = common::model()?;
+    let d = Daemon::start_wrapped(
+        wrapper,
+        "127.0.0.1:0",
         &[
             "--model",
             model.to_str().unwrap(),
@@ -36,11 +40,19 @@ async fn background_model_threads_are_niced_and_ops_answer_while_the_model_works
             "--ctx-size",
             "512",
             "--model-priority",
-            "background",
+            priority,
         ],
         Some(common::NO_INSIGHTS),
     );
     d.wait_ready(Duration::from_secs(120)).await;
+    Some(d)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn background_model_threads_are_niced_and_ops_answer_while_the_model_works() {
+    let Some(d) = start(&[], "background").await else {
+        return;
+    };
     let status: Value = d.get_json("/status").await;
     assert_eq!(status["model"]["priority"], "background", "{status}");
     assert!(
@@ -120,21 +132,9 @@ async fn background_model_threads_are_niced_and_ops_answer_while_the_model_works
 
 #[tokio::test(flavor = "multi_thread")]
 async fn normal_priority_leaves_the_model_threads_at_nice_0() {
-    let Some(model) = common::model() else { return };
-    let d = Daemon::start(
-        &[
-            "--model",
-            model.to_str().unwrap(),
-            "--probe-mode",
-            "procfs",
-            "--ctx-size",
-            "256",
-            "--model-priority",
-            "normal",
-        ],
-        Some(common::NO_INSIGHTS),
-    );
-    d.wait_ready(Duration::from_secs(120)).await;
+    let Some(d) = start(&[], "normal").await else {
+        return;
+    };
     let status: Value = d.get_json("/status").await;
     assert_eq!(status["model"]["priority"], "normal", "{status}");
     let threads = threads_of(d.pid());
@@ -196,7 +196,9 @@ impl Drop for QuotaCgroup {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_half_cpu_quota_gives_one_thread_and_says_why() {
-    let Some(model) = common::model() else { return };
+    if common::model().is_none() {
+        return;
+    }
     let Some(cgroup) = QuotaCgroup::make(50_000) else {
         let why = "no cgroup with the cpu controller to make (needs root and cgroup v1 cpu or v2)";
         assert!(!common::ci(), "CI=true and {why}");
@@ -205,20 +207,9 @@ async fn a_half_cpu_quota_gives_one_thread_and_says_why() {
     };
     let wrapper = cgroup.wrapper();
     let wrapper: Vec<&str> = wrapper.iter().map(String::as_str).collect();
-    let d = Daemon::start_wrapped(
-        &wrapper,
-        "127.0.0.1:0",
-        &[
-            "--model",
-            model.to_str().unwrap(),
-            "--probe-mode",
-            "procfs",
-            "--ctx-size",
-            "256",
-        ],
-        Some(common::NO_INSIGHTS),
-    );
-    d.wait_ready(Duration::from_secs(120)).await;
+    let Some(d) = start(&wrapper, "normal").await else {
+        return;
+    };
     let status: Value = d.get_json("/status").await;
     eprintln!("model status in the cgroup: {}", status["model"]);
     assert_eq!(status["model"]["threads"], 1, "{status}");
