@@ -13,6 +13,8 @@ const HEADERS: &[&str] = &[
     "gguf.h",
     // The exception barrier (shim/): what the safe crate calls instead of the throwing ones.
     "ember_shim.h",
+    // OpenMP's thread team and spin count (shim/ember_openmp.c).
+    "ember_openmp.h",
     // Which CPU variant runs (cpu/).
     "ember_cpu.h",
 ];

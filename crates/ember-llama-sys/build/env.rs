@@ -52,6 +52,10 @@ pub fn target_os() -> String {
     cargo("CARGO_CFG_TARGET_OS")
 }
 
+pub fn target_env() -> String {
+    cargo("CARGO_CFG_TARGET_ENV")
+}
+
 pub fn target_arch() -> String {
     cargo("CARGO_CFG_TARGET_ARCH")
 }

@@ -95,9 +95,14 @@ impl Selection {
         } else {
             CpuPlan::choose(on("native"))?
         };
+        // OpenMP's barrier sleeps (after GOMP_SPINCOUNT spins, which the shim sets) where
+        // ggml's own spins: on a busy node that is the difference between a fair share of the
+        // CPU and a collapse (see ember-llama's `threads` module). GCC ships libgomp, so on
+        // linux-gnu it is the default; elsewhere the `openmp` feature asks for it.
+        let openmp = !system && (on("openmp") || (os == "linux" && env::target_env() == "gnu"));
         Ok(Selection {
             system,
-            openmp: on("openmp"),
+            openmp,
             cuda: on("cuda"),
             vulkan: on("vulkan"),
             hip: on("hip"),
@@ -112,7 +117,8 @@ impl Selection {
         TABLE
             .iter()
             .flat_map(|f| {
-                let value = if env::feature(f.name) { "ON" } else { "OFF" };
+                let on = env::feature(f.name) || (f.name == "openmp" && self.openmp);
+                let value = if on { "ON" } else { "OFF" };
                 f.options.iter().map(move |o| (*o, value))
             })
             .collect()

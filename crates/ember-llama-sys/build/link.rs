@@ -200,14 +200,12 @@ fn cxx_runtime() -> Result<(), String> {
     Ok(())
 }
 
-/// GNU OpenMP, static with `crt-static` like the C++ runtime.
+/// GNU OpenMP, always static: libgomp reads its environment in a constructor, and the
+/// shim's constructor that sets GOMP_SPINCOUNT must run first, which a link orders only
+/// inside one binary (a shared libgomp would be initialised before the program).
 fn openmp_runtime() -> Result<(), String> {
-    if env::crt_static() {
-        add_search_path_of("libgomp.a")?;
-        println!("cargo:rustc-link-lib=static=gomp");
-    } else {
-        println!("cargo:rustc-link-lib=dylib=gomp");
-    }
+    add_search_path_of("libgomp.a")?;
+    println!("cargo:rustc-link-lib=static=gomp");
     Ok(())
 }
 

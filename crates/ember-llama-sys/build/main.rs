@@ -43,12 +43,13 @@ fn main() -> ExitCode {
 
 fn run() -> Result<(), String> {
     println!("cargo:rerun-if-changed=build");
+    println!("cargo:rustc-check-cfg=cfg(ember_openmp)");
     let selection = features::Selection::from_cargo()?;
 
     let headers = if selection.system {
         // An installed llama.cpp decides its own backends; we only link it.
         let headers = system::probe()?;
-        shim::compile(&headers)?;
+        shim::compile(&headers, false)?;
         let dispatcher = dispatch::compile(&selection.cpu, &headers)?;
         link::dispatcher(&dispatcher);
         headers
@@ -63,7 +64,7 @@ fn run() -> Result<(), String> {
         };
         let dispatcher = dispatch::compile(&selection.cpu, &tree.header_dirs())?;
         // Before the static libraries: the linker resolves the shim's references in them.
-        shim::compile(&tree.header_dirs())?;
+        shim::compile(&tree.header_dirs(), selection.openmp)?;
         link::emit(&built, &selection, &cpu, &dispatcher)?;
         tree.header_dirs()
     };

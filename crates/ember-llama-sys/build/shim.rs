@@ -10,8 +10,10 @@ pub fn dir() -> PathBuf {
     env::manifest_dir().join("shim")
 }
 
-/// Compiles the shim into `libember_shim.a` in OUT_DIR and tells cargo to link it.
-pub fn compile(include_dirs: &[PathBuf]) -> Result<(), String> {
+/// Compiles the shim into `libember_shim.a` in OUT_DIR and tells cargo to link it, with
+/// `shim/ember_openmp.c` (built with `-fopenmp` when `openmp`) into `libember_openmp.a`.
+pub fn compile(include_dirs: &[PathBuf], openmp: bool) -> Result<(), String> {
+    compile_openmp(openmp)?;
     let dir = dir();
     let source = dir.join("ember_shim.cpp");
     for file in [&source, &dir.join("ember_shim.h")] {
@@ -29,6 +31,29 @@ pub fn compile(include_dirs: &[PathBuf]) -> Result<(), String> {
         format!(
             "compiling the exception barrier {} failed: {e}\n\
              It needs a C++17 compiler (`apt-get install g++`, or set CXX).",
+            source.display()
+        )
+    })
+}
+
+/// `ember_openmp.c`: the thread team's names and priority, and the spin count set before
+/// libgomp starts. Without OpenMP it compiles to stubs, so the bindings always link.
+fn compile_openmp(openmp: bool) -> Result<(), String> {
+    let dir = dir();
+    let source = dir.join("ember_openmp.c");
+    for file in [&source, &dir.join("ember_openmp.h")] {
+        println!("cargo:rerun-if-changed={}", file.display());
+    }
+    let mut build = cc::Build::new();
+    build.file(&source).include(&dir).warnings(true);
+    if openmp {
+        build.flag("-fopenmp");
+        println!("cargo:rustc-cfg=ember_openmp");
+    }
+    build.try_compile("ember_openmp").map_err(|e| {
+        format!(
+            "compiling {} failed: {e}\n\
+             It needs a C compiler with OpenMP (GCC: `apt-get install gcc`, or set CC).",
             source.display()
         )
     })

@@ -17,3 +17,8 @@
 )]
 
 include!(concat!(env!("OUT_DIR"), "/bindings.rs"));
+
+/// Whether this build decodes with OpenMP's thread team (GGML_OPENMP=ON: the default on
+/// linux-gnu, or the `openmp` feature) rather than ggml's own thread pool. See
+/// `shim/ember_openmp.h`.
+pub const OPENMP: bool = cfg!(ember_openmp);

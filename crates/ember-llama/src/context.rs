@@ -13,7 +13,7 @@ use ember_llama_sys as sys;
 use crate::batch::Batch;
 use crate::error::{Error, Result};
 use crate::model::Model;
-use crate::threads::{Contention, CpuBudget};
+use crate::threads::{self, Contention, CpuBudget, ThreadPriority};
 use threadpool::ThreadPool;
 
 pub use params::{ContextParams, FlashAttention, KvCacheType, Pooling};
@@ -85,6 +85,8 @@ pub struct Context {
     threads_in_use: i32,
     /// Picks the thread count of each decode from the free cores (adaptive threads).
     contention: Option<Contention>,
+    /// The decode threads' priority, given to OpenMP's team before each decode.
+    priority: ThreadPriority,
 }
 
 // SAFETY: a llama_context is used by one thread at a time (every method takes `&mut self`
@@ -194,6 +196,16 @@ impl Context {
         // Context's Drop), and one pool of max(n_threads, n_threads_batch) serves both kinds
         // of decode (ggml uses as many of its threads as the decode asks for).
         unsafe { sys::llama_attach_threadpool(ptr, threads.as_ptr(), threads.as_ptr()) };
+        // With OpenMP the pool above has no threads: the team belongs to the thread that
+        // decodes. Ready this thread's now (decode readies the decoding thread's).
+        if let Err(err) = threads::prepare_team(
+            raw_params.n_threads.max(raw_params.n_threads_batch),
+            params.priority,
+        ) {
+            // SAFETY: `raw` is valid and not yet owned by a Context.
+            unsafe { sys::llama_free(ptr) };
+            return Err(err);
+        }
         // SAFETY: `ptr` is a valid context; plain getters.
         let (n_ctx, n_batch, n_ubatch, n_seq_max) = unsafe {
             (
@@ -221,6 +233,7 @@ impl Context {
                 let most = raw_params.n_threads.max(raw_params.n_threads_batch);
                 Contention::new(CpuBudget::current().cpus, most as usize, params.priority)
             }),
+            priority: params.priority,
         })
     }
 
@@ -375,6 +388,8 @@ impl Context {
             return Err(Error::Cancelled);
         }
         self.adapt_threads();
+        let (most, most_batch) = self.max_threads;
+        threads::prepare_team(most.max(most_batch), self.priority)?;
         self.outputs.clear();
         let mut code = 0;
         crate::barrier::guarded("llama_decode", |err, len| {

@@ -1,7 +1,7 @@
 //! Integration tests on a real GGUF model (`EMBER_TEST_MODEL`, from
 //! `build-support/fetch-model`). Without the model the model tests print why and return;
 //! with `CI=true` a missing model (or `EMBER_LLAMA_SIMPLE` for the parity test) fails them.
-//! One test binary; one file per topic.
+//! One test binary; one file per topic (but `threads.rs`, its own binary: see there).
 
 mod common;
 mod gguf_corpus;
@@ -14,5 +14,4 @@ mod embeddings;
 mod generation;
 mod model;
 mod parity;
-mod threads;
 mod tokenizer;

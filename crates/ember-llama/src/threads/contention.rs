@@ -59,7 +59,14 @@ impl Contention {
             return self.threads;
         };
         if let Some(last) = self.last {
-            self.threads = free_threads(&last, &sample, self.cpus.len().max(1), self.max);
+            self.threads = next_threads(
+                &last,
+                &sample,
+                self.cpus.len().max(1),
+                self.max,
+                self.threads,
+                ember_llama_sys::OPENMP,
+            );
         }
         self.last = Some(sample);
         self.threads
@@ -78,18 +85,62 @@ impl Contention {
     }
 }
 
-/// Free cores between two samples of `ncpus` CPUs, as a thread count in 1..=max: the
-/// CPUs less what others used (busy time less ours), rounded to the nearest core.
-fn free_threads(last: &Sample, now: &Sample, ncpus: usize, max: usize) -> usize {
+/// The thread count for the next decode, from what other processes used of `ncpus` CPUs
+/// between two samples while this process decoded with `threads` threads, in 1..=max.
+///
+/// With a barrier that spins (ggml's own pool), a thread must never wait for a partner that
+/// lost its core: the count is the cores others left free. With a barrier that sleeps
+/// (OpenMP with a short spin count, see `ember_openmp.h`), a waiting thread gives its core
+/// away, and the slowest thread sets the pace: with `k` other CPU-bound tasks and `t`
+/// threads on `c` cores, the most crowded core has `ceil((k + t) / c)` tasks, so a decode
+/// runs at about `t / ceil((k + t) / c)` threads' worth. The count is the `t` that maximises
+/// it (the fewest on a tie): on 2 cores, 2 threads when idle, 1 beside one busy loop (a
+/// second would share the loop's core and hold the first back), 2 beside two (each thread
+/// gets the same half core as the loops, where one thread alone would get two thirds of one).
+fn next_threads(
+    last: &Sample,
+    now: &Sample,
+    ncpus: usize,
+    max: usize,
+    threads: usize,
+    sleeping_barrier: bool,
+) -> usize {
     let elapsed = now.total.saturating_sub(last.total) as f64 / ncpus as f64;
     if elapsed <= 0.0 {
         return max;
     }
     let busy = now.busy.saturating_sub(last.busy);
     let ours = now.ours.saturating_sub(last.ours);
+    // Cores' worth of CPU time, over the window.
     let others = busy.saturating_sub(ours) as f64 / elapsed;
-    let free = (ncpus as f64 - others).round();
-    (free.max(1.0) as usize).min(max)
+    let cpus = ncpus as f64;
+    if !sleeping_barrier {
+        let free = (cpus - others).round();
+        return (free.max(1.0) as usize).min(max);
+    }
+    let k = others_demand(others, ours as f64 / elapsed, cpus, threads);
+    let pace = |t: usize| t as f64 / ((k + t) as f64 / cpus).ceil();
+    (1..=max)
+        .max_by(|&a, &b| pace(a).total_cmp(&pace(b)).then(b.cmp(&a)))
+        .unwrap_or(1)
+}
+
+/// Other CPU-bound tasks, from the cores they used (`others`) beside ours (`ours`) with our
+/// `threads`: as many as they used while a core stayed idle (they had all they wanted,
+/// rounded); when the CPUs were full, what fair sharing implies (each of the `k + threads`
+/// tasks gets the share our threads got, so `k = others / ((cpus - others) / threads)`),
+/// counting a task from a quarter of that share up: threads that sleep at every barrier
+/// win their wake-ups, so a busy loop beside them gets less than its share.
+fn others_demand(others: f64, ours: f64, cpus: f64, threads: usize) -> usize {
+    let idle = cpus - others - ours;
+    let k = if idle > 0.5 || others < 0.15 {
+        others.round()
+    } else {
+        let share = ((cpus - others) / threads.max(1) as f64).max(0.05);
+        (others / share + 0.75).floor()
+    };
+    // A bound for the arithmetic: beyond 4 tasks per core, every count looks the same.
+    k.clamp(0.0, 4.0 * cpus) as usize
 }
 
 /// Busy and total ticks of `cpus` from `/proc/stat`'s `cpuN` lines. Busy is user, system,
@@ -165,18 +216,64 @@ ctxt 99
     }
 
     #[test]
-    fn free_cores_are_the_cpus_less_what_others_used() {
+    fn spinning_barrier_takes_the_cores_others_left_free() {
         let start = sample(0, 0, 0);
+        let next = |busy, ours, ncpus, max, threads| {
+            next_threads(
+                &start,
+                &sample(busy, 10 * ncpus as u64, ours),
+                ncpus,
+                max,
+                threads,
+                false,
+            )
+        };
         // Two CPUs for 10 ticks each (20 in all): we used 20, nobody else: 2 free.
-        assert_eq!(free_threads(&start, &sample(20, 20, 20), 2, 2), 2);
+        assert_eq!(next(20, 20, 2, 2, 2), 2);
         // One busy loop beside two threads of ours: it got 2/3 of a core.
-        assert_eq!(free_threads(&start, &sample(20, 20, 13), 2, 2), 1);
+        assert_eq!(next(20, 13, 2, 2, 2), 1);
         // Two busy loops: none free, but a decode always has one thread.
-        assert_eq!(free_threads(&start, &sample(20, 20, 0), 2, 2), 1);
+        assert_eq!(next(20, 0, 2, 2, 2), 1);
         // A little noise (a tenth of a core) does not cost a thread.
-        assert_eq!(free_threads(&start, &sample(11, 20, 10), 2, 2), 2);
+        assert_eq!(next(11, 10, 2, 2, 2), 2);
         // Never above the configured count.
-        assert_eq!(free_threads(&start, &sample(0, 80, 0), 8, 4), 4);
+        assert_eq!(next(0, 0, 8, 4, 4), 4);
+    }
+
+    #[test]
+    fn sleeping_barrier_takes_the_count_the_most_crowded_core_allows() {
+        let start = sample(0, 0, 0);
+        let next = |busy, ours, ncpus, max, threads| {
+            next_threads(
+                &start,
+                &sample(busy, 10 * ncpus as u64, ours),
+                ncpus,
+                max,
+                threads,
+                true,
+            )
+        };
+        // Idle, or a little noise: every thread.
+        assert_eq!(next(20, 20, 2, 2, 2), 2);
+        assert_eq!(next(11, 10, 2, 2, 2), 2);
+        // One busy loop, whether it shared with two threads of ours or left us one core.
+        assert_eq!(next(20, 13, 2, 2, 2), 1);
+        assert_eq!(next(20, 10, 2, 2, 1), 1);
+        // One busy loop that our two threads held to a third of a core.
+        assert_eq!(next(20, 17, 2, 2, 2), 1);
+        // One busy loop while we were not decoding: it used one core and left one idle.
+        assert_eq!(next(10, 0, 2, 2, 2), 1);
+        // Two busy loops, beside one thread of ours (they got 4/3 cores) or two (1 core):
+        // two threads, each as much as a loop.
+        assert_eq!(next(20, 7, 2, 2, 1), 2);
+        assert_eq!(next(20, 10, 2, 2, 2), 2);
+        // Four CPUs, three busy loops beside one thread of ours: all four threads (the most
+        // crowded core has two tasks: 4 / 2 = 2 threads' worth, against 1).
+        assert_eq!(next(40, 10, 4, 4, 1), 4);
+        // Four CPUs, one busy loop: three threads on the free cores.
+        assert_eq!(next(40, 30, 4, 4, 3), 3);
+        // Never above the configured count.
+        assert_eq!(next(0, 0, 8, 4, 4), 4);
     }
 
     #[test]

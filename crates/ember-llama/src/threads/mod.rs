@@ -1,28 +1,45 @@
 //! How many CPU threads a context uses, at which scheduling priority, and how it gives way
 //! when other work needs the CPUs.
 //!
-//! ggml's worker threads spin at a barrier between the steps of a decode. When fewer cores
-//! are free than a decode has threads, a worker whose partner lost its core spins until the
-//! partner is scheduled again, so throughput falls far below a fair share of the CPU (on two
-//! cores beside two busy loops, a two-thread decode ran at 23 % of its idle speed here and
-//! upstream llama-bench's at 3 %, where a fair share is 50 %). Three things keep a context a
-//! good neighbour:
+//! A decode's threads meet at a barrier between its steps. ggml's own barrier spins: when
+//! fewer cores are free than a decode has threads, a thread whose partner lost its core
+//! spins until the partner is scheduled again, so throughput falls far below a fair share of
+//! the CPU (on two cores beside two busy loops, a two-thread decode ran at 23 % of its idle
+//! speed here and upstream llama-bench's at 3 %, where a fair share is 50 %). What keeps a
+//! context a good neighbour:
 //!
+//! - a barrier that sleeps: on linux-gnu, ember-llama-sys builds ggml with OpenMP
+//!   (`GGML_OPENMP=ON`, [`ember_llama_sys::OPENMP`]) and sets libgomp's spin count to 1000
+//!   (`GOMP_SPINCOUNT`, unless the environment sets it or `OMP_WAIT_POLICY`): two running
+//!   threads meet within those spins, a thread whose partner lost its core sleeps on a futex
+//!   and gives its core away. Measured here, two threads beside two busy loops: 0.43x of
+//!   idle with 1000 spins, 0.22x with libgomp's default (300 000) and with ggml's pool, 0.38x
+//!   with one thread; idle speed the same (upstream llama-bench built with OpenMP, same tree,
+//!   medians of 3; `build-support/bench-neighbour` measures ember's);
 //! - [`CpuBudget`]: the default thread count is the CPUs this process may use, from its
 //!   affinity mask and its cgroup CPU quota, not the machine's core count;
 //! - [`ThreadPriority`]: the decode threads can run in the background (nice 19), so the
 //!   machine's other work comes first;
 //! - adaptive threads (on by default, [`ContextParams::with_adaptive_threads`]): before a
 //!   decode, at most every 100 ms, the context measures how much CPU other processes used on
-//!   its CPUs since the last look and decodes with as many threads as there are free cores
-//!   (at least one, at most the configured count). One thread on a free core never waits at
-//!   a barrier.
+//!   its CPUs since the last look and picks the count that runs fastest beside them. With a
+//!   sleeping barrier the slowest thread sets the pace, so that is the count whose threads
+//!   share the least crowded cores: on two cores, one thread beside one busy loop (a second
+//!   thread would share the loop's core and hold the first back), two beside two (each gets
+//!   the half core a loop gets, where one thread alone gets two thirds of one). With ggml's
+//!   spinning barrier (other targets), as many threads as there are free cores: one thread
+//!   on a free core never waits at all.
 //!
 //! Why not the pool's poll level ([`ContextParams::with_thread_poll`]): it sets how long an
-//! idle worker spins waiting for the *next* decode; inside a decode, ggml's barrier
-//! (`ggml_barrier` in ggml-cpu.c) spins without yielding whatever the level, and that is where
-//! the time goes under contention. A yielding barrier would mean patching ggml. Fewer threads
-//! than free cores never reach the barrier's slow path, and one thread never waits at all.
+//! idle worker of ggml's own pool spins waiting for the *next* decode; inside a decode,
+//! ggml's barrier (`ggml_barrier` in ggml-cpu.c) spins without yielding whatever the level,
+//! and that is where the time goes under contention. With OpenMP the level does nothing.
+//!
+//! With OpenMP the worker threads belong to the thread that decodes (libgomp keeps a team
+//! per calling thread), not to the context: a context names them `ggml-worker` and, in the
+//! background, nices them, on the first decode from each thread. A thread that decoded a
+//! background context keeps its niced workers for later normal-priority contexts: decode
+//! those from another thread.
 //!
 //! None of this changes a decode's output: ggml computes each output element on one thread,
 //! whatever the thread count.
@@ -99,6 +116,46 @@ impl ThreadPriority {
             }
         })
     }
+}
+
+thread_local! {
+    /// This thread's OpenMP team as [`prepare_team`] left it: (workers named, nice given).
+    static TEAM: std::cell::Cell<(i32, i32)> = const { std::cell::Cell::new((0, 0)) };
+}
+
+/// Readies the OpenMP team that decodes from this thread (with [`sys::OPENMP`]; a no-op with
+/// ggml's own pool): `n_threads` workers named `ggml-worker`, at the priority's nice value
+/// for [`ThreadPriority::Background`]. libgomp keeps one team per calling thread for the
+/// thread's life, so this does its work once per thread (again only for a larger team or a
+/// lower priority). A normal-priority context decoded from a thread that decoded a
+/// background one keeps that thread's niced workers.
+///
+/// [`sys::OPENMP`]: ember_llama_sys::OPENMP
+pub(crate) fn prepare_team(n_threads: i32, priority: ThreadPriority) -> Result<()> {
+    if !ember_llama_sys::OPENMP {
+        return Ok(());
+    }
+    let nice = priority.nice();
+    let (size, niced) = TEAM.get();
+    if size >= n_threads && niced >= nice {
+        return Ok(());
+    }
+    let size = size.max(n_threads);
+    let apply = if priority == ThreadPriority::Normal {
+        -1
+    } else {
+        nice
+    };
+    // SAFETY: plain C function; it runs an OpenMP parallel region of `size` threads.
+    let errno = unsafe { ember_llama_sys::ember_openmp_prepare_team(size, apply) };
+    if errno != 0 {
+        return Err(Error::ThreadPriority {
+            priority: priority.name(),
+            reason: std::io::Error::from_raw_os_error(errno).to_string(),
+        });
+    }
+    TEAM.set((size, niced.max(nice)));
+    Ok(())
 }
 
 impl std::str::FromStr for ThreadPriority {
