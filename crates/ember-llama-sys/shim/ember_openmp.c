@@ -24,8 +24,6 @@ __attribute__((constructor(101))) static void ember_openmp_spincount(void) {
     }
 }
 
-int ember_openmp_enabled(void) { return 1; }
-
 int ember_openmp_prepare_team(int n_threads, int nice) {
     int failed = 0;
     if (n_threads < 2) {
@@ -44,8 +42,6 @@ int ember_openmp_prepare_team(int n_threads, int nice) {
     return failed;
 }
 #else
-int ember_openmp_enabled(void) { return 0; }
-
 int ember_openmp_prepare_team(int n_threads, int nice) {
     (void)n_threads;
     (void)nice;

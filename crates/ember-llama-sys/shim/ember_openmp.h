@@ -20,9 +20,6 @@ extern "C" {
 /* The spin count set when the environment sets none. */
 #define EMBER_OPENMP_SPINCOUNT 1000
 
-/* 1 when this build decodes with OpenMP, 0 with ggml's own thread pool. */
-int ember_openmp_enabled(void);
-
 /* Readies the calling thread's OpenMP team of `n_threads` (libgomp keeps one per calling
  * thread and reuses it for every parallel region ggml runs from that thread): names the
  * workers `ggml-worker` and, when `nice` is 0..19, gives them that nice value (a decode's

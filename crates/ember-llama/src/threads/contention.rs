@@ -215,18 +215,31 @@ ctxt 99
         }
     }
 
+    /// [`next_threads`] after a window of 10 ticks per CPU from zero, in which the CPUs were
+    /// busy `busy` ticks, `ours` of them this process's.
+    fn next_after_10_ticks(
+        busy: u64,
+        ours: u64,
+        ncpus: usize,
+        max: usize,
+        threads: usize,
+        sleeping_barrier: bool,
+    ) -> usize {
+        let now = sample(busy, 10 * ncpus as u64, ours);
+        next_threads(
+            &sample(0, 0, 0),
+            &now,
+            ncpus,
+            max,
+            threads,
+            sleeping_barrier,
+        )
+    }
+
     #[test]
     fn spinning_barrier_takes_the_cores_others_left_free() {
-        let start = sample(0, 0, 0);
         let next = |busy, ours, ncpus, max, threads| {
-            next_threads(
-                &start,
-                &sample(busy, 10 * ncpus as u64, ours),
-                ncpus,
-                max,
-                threads,
-                false,
-            )
+            next_after_10_ticks(busy, ours, ncpus, max, threads, false)
         };
         // Two CPUs for 10 ticks each (20 in all): we used 20, nobody else: 2 free.
         assert_eq!(next(20, 20, 2, 2, 2), 2);
@@ -242,16 +255,8 @@ ctxt 99
 
     #[test]
     fn sleeping_barrier_takes_the_count_the_most_crowded_core_allows() {
-        let start = sample(0, 0, 0);
         let next = |busy, ours, ncpus, max, threads| {
-            next_threads(
-                &start,
-                &sample(busy, 10 * ncpus as u64, ours),
-                ncpus,
-                max,
-                threads,
-                true,
-            )
+            next_after_10_ticks(busy, ours, ncpus, max, threads, true)
         };
         // Idle, or a little noise: every thread.
         assert_eq!(next(20, 20, 2, 2, 2), 2);
