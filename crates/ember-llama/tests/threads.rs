@@ -46,6 +46,58 @@ impl Drop for BusyLoops {
     }
 }
 
+/// CPU time used so far: by all processes (`/proc/stat`: user, nice, system, irq, softirq,
+/// steal) and by this one (`/proc/self/stat`), in clock ticks, with the ticks that passed.
+struct CpuTime {
+    busy: u64,
+    ours: u64,
+    total: u64,
+    cpus: u64,
+}
+
+impl CpuTime {
+    fn now() -> CpuTime {
+        let stat = std::fs::read_to_string("/proc/stat").unwrap();
+        let mut cpus = 0;
+        let (mut busy, mut total) = (0, 0);
+        for line in stat
+            .lines()
+            .filter(|l| l.starts_with("cpu") && !l.starts_with("cpu "))
+        {
+            let v: Vec<u64> = line
+                .split_ascii_whitespace()
+                .skip(1)
+                .take(8)
+                .map(|f| f.parse().unwrap())
+                .collect();
+            busy += v[0] + v[1] + v[2] + v[5] + v[6] + v[7];
+            total += v.iter().sum::<u64>();
+            cpus += 1;
+        }
+        let own = std::fs::read_to_string("/proc/self/stat").unwrap();
+        let fields: Vec<u64> = own[own.rfind(')').unwrap() + 2..]
+            .split(' ')
+            .skip(11)
+            .take(2)
+            .map(|f| f.parse().unwrap())
+            .collect();
+        CpuTime {
+            busy,
+            ours: fields[0] + fields[1],
+            total,
+            cpus,
+        }
+    }
+
+    /// Cores' worth of CPU time other processes used since `self`.
+    fn others_since(&self) -> f64 {
+        let now = CpuTime::now();
+        let elapsed = (now.total - self.total) as f64 / self.cpus as f64;
+        let others = (now.busy - self.busy).saturating_sub(now.ours - self.ours);
+        others as f64 / elapsed.max(1.0)
+    }
+}
+
 /// The greedy tokens of `params`, and the least threads a decode used.
 fn greedy(params: &ContextParams) -> (Vec<Token>, i32) {
     let model = common::model().unwrap();
@@ -109,18 +161,32 @@ fn greedy_tokens_are_the_same_in_every_thread_mode() {
     let budget = CpuBudget::current();
     let adaptive = ContextParams::default().with_threads(2);
     let cpus = budget.cpus.len().min(16);
-    let (tokens, least) = {
-        let _busy = BusyLoops::start(cpus.saturating_sub(1).max(1));
-        greedy(&adaptive)
+    let loops = cpus.saturating_sub(1).max(1);
+    let quiet = CpuTime::now();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let foreign_before = quiet.others_since();
+    let (tokens, least, others) = {
+        let _busy = BusyLoops::start(loops);
+        let before = CpuTime::now();
+        let (tokens, least) = greedy(&adaptive);
+        (tokens, least, before.others_since())
     };
     assert_eq!(tokens, reference, "adaptive, with all CPUs but one busy");
-    if cpus == 2 {
+    // The count is checked where the rule gives one answer: 2 CPUs, and no load but the
+    // test's loop (other processes used under 0.3 of a core before it started, and beside
+    // it). On a busy machine the rule rightly picks otherwise (2 threads beside 2 or 3 loops
+    // on 2 CPUs); the rule itself is unit-tested in ember_llama::threads.
+    let foreign = foreign_before.max(others - loops as f64);
+    if cpus == 2 && foreign < 0.3 {
         assert_eq!(
             least, 1,
             "one of two CPUs was busy, yet the decodes kept {least} threads"
         );
     } else {
-        eprintln!("{cpus} CPUs: the thread count beside {} busy loops was {least}, not checked (2-CPU machines only)", cpus - 1);
+        eprintln!(
+            "{cpus} CPUs, other processes used {foreign:.2} cores beside the test's {loops} \
+             busy loop(s): the thread count ({least}) is checked on a quiet 2-CPU machine only"
+        );
     }
     // A busy loop on every CPU: whatever count adaptive threads choose, the same tokens.
     let (tokens, _) = {
