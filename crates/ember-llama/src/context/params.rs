@@ -226,10 +226,16 @@ impl ContextParams {
         self
     }
 
-    /// Adaptive threads (default on): before a decode, at most every 100 ms, use as many of
-    /// the configured threads as there are cores other processes left free, at least one.
-    /// Off, every decode uses the configured count, and on a busy machine the workers wait
-    /// for each other at every step (see [`crate::threads`]). The output is the same.
+    /// Adaptive threads (default on): before a decode, at most every 100 ms, use the count
+    /// of the configured threads that runs fastest beside what other processes use, at
+    /// least one. Off, every decode uses the configured count, and on a busy machine the
+    /// workers wait for each other at every step (see [`crate::threads`]).
+    ///
+    /// The output is the same at any thread count but in one case: ggml's flash-attention
+    /// decode of one token over 512 or more KV cells splits its sums by thread, so there
+    /// the last bits, and rarely a greedy token, depend on the count (as they do upstream
+    /// between `-t` values). Where the output must not depend on the machine's load, turn
+    /// adaptive threads off (or flash attention, [`ContextParams::with_flash_attention`]).
     ///
     /// ```
     /// let params = ember_llama::ContextParams::default().with_adaptive_threads(false);

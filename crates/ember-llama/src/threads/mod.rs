@@ -41,8 +41,14 @@
 //! background context keeps its niced workers for later normal-priority contexts: decode
 //! those from another thread.
 //!
-//! None of this changes a decode's output: ggml computes each output element on one thread,
-//! whatever the thread count.
+//! Priority never changes a decode's output, nor, nearly always, does the thread count:
+//! ggml computes each output element on one thread, whatever the count. The exception is
+//! its flash-attention decode of one token over 512 or more KV cells (`use_split_kv_path`
+//! in ggml-cpu's ops.cpp), which splits the sums over the KV cells by thread and adds the
+//! parts: there the last bits, and rarely a greedy token, follow the count, so with
+//! adaptive threads on a long generation's output can follow the machine's load (upstream
+//! differs between `-t 1` and `-t 2` the same way). Turn adaptive threads off where it must
+//! not.
 //!
 //! [`ContextParams::with_adaptive_threads`]: crate::ContextParams::with_adaptive_threads
 //! [`ContextParams::with_thread_poll`]: crate::ContextParams::with_thread_poll
