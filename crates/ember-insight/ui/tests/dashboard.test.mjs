@@ -54,7 +54,13 @@ test("the dashboard: status, process tree, a fork storm's alert and its insight"
   try {
     let page, seen, base, status, noBpf;
     await step("insightd (--token, --model, BPF probes) is ready and runs in BPF mode", async (st) => {
-      daemon = await startInsightd({ args: ["--model", model, ...bpfArgs()], config: CONFIG, token: TOKEN });
+      // The model at normal priority: in background (the default) a busy test machine would
+      // starve the insight this test waits for.
+      daemon = await startInsightd({
+        args: ["--model", model, "--model-priority", "normal", ...bpfArgs()],
+        config: CONFIG,
+        token: TOKEN,
+      });
       base = daemon.base;
       status = await daemon.json("/status");
       if (status.telemetry.mode !== "bpf") {
