@@ -46,6 +46,18 @@ impl Drop for BusyLoops {
     }
 }
 
+/// A `/proc/.../stat` line's name and the fields after it: index 0 is field 3 (the state),
+/// so field N is at N - 3.
+fn stat_fields(stat: &str) -> (&str, Vec<&str>) {
+    let (name, rest) = stat.split_once(" (").unwrap().1.rsplit_once(") ").unwrap();
+    (name, rest.split(' ').collect())
+}
+/// Fields 14, 15 (user and system time) and 19 (nice) of a stat line, as [`stat_fields`]
+/// indexes them.
+const UTIME: usize = 11;
+const STIME: usize = 12;
+const NICE: usize = 16;
+
 /// CPU time used so far: by all processes (`/proc/stat`: user, nice, system, irq, softirq,
 /// steal) and by this one (`/proc/self/stat`), in clock ticks, with the ticks that passed.
 struct CpuTime {
@@ -75,15 +87,11 @@ impl CpuTime {
             cpus += 1;
         }
         let own = std::fs::read_to_string("/proc/self/stat").unwrap();
-        let fields: Vec<u64> = own[own.rfind(')').unwrap() + 2..]
-            .split(' ')
-            .skip(11)
-            .take(2)
-            .map(|f| f.parse().unwrap())
-            .collect();
+        let (_, fields) = stat_fields(&own);
+        let ticks = |i: usize| fields[i].parse::<u64>().unwrap();
         CpuTime {
             busy,
-            ours: fields[0] + fields[1],
+            ours: ticks(UTIME) + ticks(STIME),
             total,
             cpus,
         }
@@ -123,10 +131,9 @@ fn worker_nice_values() -> Vec<i32> {
         let Ok(stat) = std::fs::read_to_string(task.unwrap().path().join("stat")) else {
             continue;
         };
-        let (name, rest) = stat.split_once(" (").unwrap().1.rsplit_once(") ").unwrap();
+        let (name, fields) = stat_fields(&stat);
         if name == "ggml-worker" {
-            // Fields after the name: state is field 3, nice field 19.
-            nice.push(rest.split(' ').nth(16).unwrap().parse().unwrap());
+            nice.push(fields[NICE].parse().unwrap());
         }
     }
     nice
@@ -204,8 +211,7 @@ fn background_workers_run_at_nice_19_and_the_caller_keeps_its_priority() {
     let nice_here = || {
         let me = rustix_free_gettid();
         let stat = std::fs::read_to_string(format!("/proc/self/task/{me}/stat")).unwrap();
-        let rest = stat.rsplit_once(") ").unwrap().1;
-        rest.split(' ').nth(16).unwrap().parse::<i32>().unwrap()
+        stat_fields(&stat).1[NICE].parse::<i32>().unwrap()
     };
     let before = nice_here();
     let params = ContextParams::default()
