@@ -16,6 +16,7 @@ pub const BLAS_VENDOR: &str = "EMBER_LLAMA_BLAS_VENDOR";
 pub const STATIC_STDCXX: &str = "EMBER_LLAMA_STATIC_STDCXX";
 pub const CCACHE: &str = "EMBER_LLAMA_CCACHE";
 pub const CPU_VARIANTS: &str = "EMBER_LLAMA_CPU_VARIANTS";
+pub const OPENMP: &str = "EMBER_LLAMA_OPENMP";
 
 /// A user-set variable; empty counts as unset.
 pub fn var(name: &str) -> Option<String> {

@@ -100,13 +100,14 @@ impl Selection {
         // CPU and a collapse (see ember-llama's `threads` module). GCC ships libgomp, so on
         // linux-gnu it is the default; elsewhere the `openmp` feature asks for it.
         // EMBER_LLAMA_OPENMP=0 keeps ggml's own pool where OpenMP would be the default.
-        let default_openmp = match env::var("EMBER_LLAMA_OPENMP").as_deref() {
+        let default_openmp = match env::var(env::OPENMP).as_deref() {
             None | Some("1" | "on" | "ON") => os == "linux" && env::target_env() == "gnu",
             Some("0" | "off" | "OFF") => false,
             Some(other) => {
                 return Err(format!(
-                    "EMBER_LLAMA_OPENMP={other} is not understood: set 0 for ggml's own thread \
-                     pool, 1 (or leave it unset) for OpenMP where it is the default (linux-gnu)."
+                    "{}={other} is not understood: set 0 for ggml's own thread pool, 1 (or \
+                     leave it unset) for OpenMP where it is the default (linux-gnu).",
+                    env::OPENMP
                 ))
             }
         };
