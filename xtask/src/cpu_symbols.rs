@@ -8,7 +8,10 @@
 //!   symbols a variant's ggml-cpu defined): an unrenamed or doubly linked ggml-cpu would show
 //!   here;
 //! - the unprefixed ggml-cpu.h functions the program uses are defined once, by the dispatcher
-//!   (at an address that is none of the variants' entry points).
+//!   (at an address that is none of the variants' entry points);
+//! - when ember-llama-sys made its llama.cpp private (`private/manifest.txt`: every symbol
+//!   renamed `ember_*`), no C or C++ llama/ggml/gguf symbol of the binary is global without
+//!   that prefix. The checks above then apply to the variants' names without the prefix.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::BufRead;
@@ -17,6 +20,8 @@ use std::process::Command;
 
 use anyhow::{bail, ensure, Context, Result};
 use serde_json::Value;
+
+use crate::symcheck;
 
 /// `cargo xtask cpu-symbols`'s arguments.
 #[derive(clap::Args)]
@@ -47,15 +52,94 @@ struct Symbol {
 pub fn run(args: &Args) -> Result<()> {
     let (binary, out_dir) = from_messages(&args.messages, &args.target)?;
     let manifest = read_manifest(&out_dir.join("cpu-variants/manifest.txt"))?;
-    let symbols = nm(&binary)?;
+    let mut symbols = nm(&binary)?;
     ensure!(
         !symbols.is_empty(),
         "{} has no symbol table: build it with `-C strip=none`",
         binary.display()
     );
+    let prefix = read_prefix(&out_dir.join("private/manifest.txt"))?;
+    if let Some(prefix) = &prefix {
+        let renamed = check_private(prefix, &symbols)?;
+        println!(
+            "{}: {renamed} global symbols of llama.cpp carry the prefix {prefix}, none is \
+             left without it",
+            binary.display()
+        );
+        // The variants' and dispatcher's names, and the variants' strong internals, are checked
+        // below without the prefix. Not weak C++ names: libstdc++ defines some of them too.
+        for s in &mut symbols {
+            if let Some(rest) = s.name.strip_prefix(prefix.as_str()) {
+                let strong_internal = manifest
+                    .internals
+                    .get(rest)
+                    .is_some_and(|kind| !matches!(kind, 'W' | 'V' | 'u'));
+                if rest.starts_with("ggml_cpu_")
+                    || manifest.entries.contains(rest)
+                    || strong_internal
+                {
+                    s.name = rest.to_string();
+                }
+            }
+        }
+    }
     let report = check(&manifest, &symbols)?;
     println!("{}: {report}", binary.display());
     Ok(())
+}
+
+/// The prefix ember-llama-sys gave its llama.cpp's symbols, if it renamed them.
+fn read_prefix(path: &Path) -> Result<Option<String>> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let prefix = text
+        .lines()
+        .find_map(|l| l.strip_prefix("prefix "))
+        .with_context(|| format!("{} names no prefix", path.display()))?;
+    Ok(Some(prefix.trim().to_string()))
+}
+
+/// Whether `name` is a Rust symbol (v0 or legacy mangling), which is not llama.cpp's.
+fn is_rust_symbol(name: &str) -> bool {
+    if name.starts_with("_R") {
+        return true;
+    }
+    let Some(body) = name.strip_suffix('E') else {
+        return false;
+    };
+    body.len() > 19
+        && body[body.len() - 19..].starts_with("17h")
+        && body[body.len() - 16..]
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit())
+}
+
+/// Fails on any global C or C++ symbol naming llama/ggml/gguf without `prefix`; returns how
+/// many global symbols carry it.
+fn check_private(prefix: &str, symbols: &[Symbol]) -> Result<usize> {
+    let global = |s: &&Symbol| s.kind.is_ascii_uppercase() || s.kind == 'u';
+    let left: Vec<&str> = symbols
+        .iter()
+        .filter(global)
+        .filter(|s| !s.name.starts_with(prefix) && !is_rust_symbol(&s.name))
+        .filter(|s| symcheck::is_llama_name(&s.name))
+        .map(|s| s.name.as_str())
+        .collect();
+    ensure!(
+        left.is_empty(),
+        "{} llama.cpp symbols are global without the prefix {prefix} (another copy of \
+         llama.cpp or ggml in this binary would clash with them): {:?}",
+        left.len(),
+        &left[..left.len().min(20)]
+    );
+    Ok(symbols
+        .iter()
+        .filter(global)
+        .filter(|s| s.name.starts_with(prefix))
+        .count())
 }
 
 /// The checks; on success, a one-line summary.
@@ -286,6 +370,28 @@ _ZNSt6vectorIiE9push_backEi W 600 10
             .unwrap_err()
             .to_string();
         assert!(err.contains("ggml_vec_dot_q4_K_q8_K"), "{err}");
+    }
+
+    #[test]
+    fn an_unprefixed_llama_symbol_left_global_fails() {
+        let text = "\
+ember_llama_decode T 100 10
+ember__ZN11llama_vocab4loadEv T 110 10
+_ZN11ember_llama7context7Context6decode17h0123456789abcdefE T 120 10
+_RNvCs123_11ember_llama6decode T 130 10
+memcpy T 140 10
+";
+        assert_eq!(check_private("ember_", &parse_nm(text)).unwrap(), 2);
+        for leak in ["llama_decode T 150 10", "_ZN11llama_vocab4loadEv W 150 10"] {
+            let text = format!("{text}{leak}\n");
+            let err = check_private("ember_", &parse_nm(&text))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(leak.split(' ').next().unwrap()), "{err}");
+        }
+        // Local copies are no concern.
+        let text = format!("{text}ggml_vec_dot_q4_K_q8_K t 150 10\n");
+        assert!(check_private("ember_", &parse_nm(&text)).is_ok());
     }
 
     #[test]

@@ -9,6 +9,13 @@ mod json;
 mod package;
 mod probes;
 mod stats;
+// The build script's check that ember's llama.cpp is private, tested here (build scripts have
+// no test harness); cpu_symbols uses its name rule on linked binaries.
+#[cfg_attr(not(test), allow(dead_code))]
+#[path = "../../crates/ember-llama-sys/build/symcheck.rs"]
+mod symcheck;
+#[cfg(test)]
+mod symcheck_tests;
 mod version;
 
 use std::path::PathBuf;

@@ -19,7 +19,31 @@ const HEADERS: &[&str] = &[
     "ember_cpu.h",
 ];
 
-pub fn generate(include_dirs: &[PathBuf]) -> Result<(), String> {
+/// Gives each function and extern variable the link name `<prefix><name>`, keeping its Rust
+/// name (bindgen writes `#[link_name]`): the build renamed the C symbols (build/private.rs).
+#[derive(Debug)]
+struct PrivateLinkNames {
+    prefix: &'static str,
+}
+
+impl bindgen::callbacks::ParseCallbacks for PrivateLinkNames {
+    fn generated_link_name_override(
+        &self,
+        item: bindgen::callbacks::ItemInfo<'_>,
+    ) -> Option<String> {
+        match item.kind {
+            bindgen::callbacks::ItemKind::Function | bindgen::callbacks::ItemKind::Var
+                if !item.name.starts_with(self.prefix) =>
+            {
+                Some(format!("{}{}", self.prefix, item.name))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Writes OUT_DIR/bindings.rs; `prefix` is the one the linked symbols carry, if any.
+pub fn generate(include_dirs: &[PathBuf], prefix: Option<&'static str>) -> Result<(), String> {
     let out = env::out_dir();
     for dir in include_dirs {
         println!("cargo:include={}", dir.display());
@@ -28,7 +52,7 @@ pub fn generate(include_dirs: &[PathBuf]) -> Result<(), String> {
         .iter()
         .map(|h| format!("#include <{h}>\n"))
         .collect();
-    let builder = bindgen::Builder::default()
+    let mut builder = bindgen::Builder::default()
         .header_contents("ember_llama_wrapper.h", &wrapper)
         .clang_args(include_dirs.iter().map(|d| format!("-I{}", d.display())))
         .clang_arg(format!("-I{}", crate::shim::dir().display()))
@@ -42,6 +66,9 @@ pub fn generate(include_dirs: &[PathBuf]) -> Result<(), String> {
         .derive_debug(true)
         .generate_comments(true)
         .layout_tests(true);
+    if let Some(prefix) = prefix {
+        builder = builder.parse_callbacks(Box::new(PrivateLinkNames { prefix }));
+    }
     let bindings = builder.generate().map_err(|e| {
         format!(
             "bindgen could not parse the llama.cpp headers ({e}).\n\

@@ -17,6 +17,8 @@ pub const STATIC_STDCXX: &str = "EMBER_LLAMA_STATIC_STDCXX";
 pub const CCACHE: &str = "EMBER_LLAMA_CCACHE";
 pub const CPU_VARIANTS: &str = "EMBER_LLAMA_CPU_VARIANTS";
 pub const OPENMP: &str = "EMBER_LLAMA_OPENMP";
+/// Test only: a symbol name left out of the renaming, which must make the build fail.
+pub const TEST_LEAVE_GLOBAL: &str = "EMBER_LLAMA_TEST_LEAVE_GLOBAL";
 
 /// A user-set variable; empty counts as unset.
 pub fn var(name: &str) -> Option<String> {

@@ -7,6 +7,7 @@ use std::process::Command;
 use crate::cmake::Built;
 use crate::env;
 use crate::features::Selection;
+use crate::private::Archive;
 use crate::variants::Linkable;
 
 /// How the CPU backend is linked.
@@ -19,23 +20,19 @@ pub enum CpuBackend {
 
 /// The dispatcher alone (an installed llama.cpp brings its own CPU backend).
 pub fn dispatcher(dir: &Path) {
-    println!("cargo:rustc-link-search=native={}", dir.display());
-    println!("cargo:rustc-link-lib=static=ember_cpu");
+    static_libs(&[Archive::new("ember_cpu", dir)]);
 }
 
-pub fn emit(
+/// The static libraries the CMake build made, plus the dispatcher and the CPU variants, in
+/// link order. Users first, providers last: libllama -> libggml (backend registry) -> each
+/// backend -> the CPU backend (the dispatcher, then the variants it forwards to) ->
+/// libggml-base (tensors, gguf, allocator).
+pub fn built_archives(
     built: &Built,
     selection: &Selection,
     cpu: &CpuBackend,
     dispatcher_dir: &Path,
-) -> Result<(), String> {
-    // Dependents get DEP_LLAMA_LIB_DIR / DEP_LLAMA_ROOT through `links = "llama"`.
-    println!("cargo:lib_dir={}", built.build_dir.display());
-    println!("cargo:root={}", built.build_dir.display());
-
-    // Users first, providers last: libllama -> libggml (backend registry) -> each backend ->
-    // the CPU backend (the dispatcher, then the variants it forwards to) -> libggml-base
-    // (tensors, gguf, allocator).
+) -> Result<Vec<Archive>, String> {
     let mut libs = vec![
         ("llama", "src".to_string()),
         ("ggml", "ggml/src".to_string()),
@@ -43,24 +40,38 @@ pub fn emit(
     for backend in selection.gpu_backends() {
         libs.push((backend_lib(backend), format!("ggml/src/ggml-{backend}")));
     }
+    let mut archives = Vec::new();
     for (name, hint) in &libs {
-        built_lib(built, name, hint)?;
+        archives.push(built_lib(built, name, hint)?);
     }
     match cpu {
         CpuBackend::One => {
-            built_lib(built, "ggml-cpu", "ggml/src")?;
-            dispatcher(dispatcher_dir);
+            archives.push(built_lib(built, "ggml-cpu", "ggml/src")?);
+            archives.push(Archive::new("ember_cpu", dispatcher_dir));
         }
         CpuBackend::Variants(variants) => {
-            dispatcher(dispatcher_dir);
+            archives.push(Archive::new("ember_cpu", dispatcher_dir));
             for variant in variants {
-                println!("cargo:rustc-link-search=native={}", variant.dir.display());
-                println!("cargo:rustc-link-lib=static={}", variant.lib_name);
+                archives.push(Archive::new(&variant.lib_name, &variant.dir));
             }
         }
     }
-    built_lib(built, "ggml-base", "ggml/src")?;
+    archives.push(built_lib(built, "ggml-base", "ggml/src")?);
+    Ok(archives)
+}
 
+/// Links `archives` in order, then the runtimes they need. `lib_dir` is what dependents get
+/// as `DEP_EMBER_LLAMA_LIB_DIR`: the folder of the libraries as linked.
+pub fn emit(
+    built: &Built,
+    lib_dir: &Path,
+    archives: &[Archive],
+    selection: &Selection,
+) -> Result<(), String> {
+    // Dependents get DEP_EMBER_LLAMA_LIB_DIR / DEP_EMBER_LLAMA_ROOT through `links`.
+    println!("cargo:lib_dir={}", lib_dir.display());
+    println!("cargo:root={}", built.build_dir.display());
+    static_libs(archives);
     backend_runtimes(selection)?;
     cxx_runtime()?;
     if selection.openmp {
@@ -69,11 +80,23 @@ pub fn emit(
     Ok(())
 }
 
-fn built_lib(built: &Built, name: &str, hint: &str) -> Result<(), String> {
+/// `-L` for each folder (once) and `-l static=` for each library, in order.
+pub fn static_libs(archives: &[Archive]) {
+    let mut dirs: Vec<&Path> = Vec::new();
+    for archive in archives {
+        if !dirs.contains(&archive.dir.as_path()) {
+            dirs.push(&archive.dir);
+            println!("cargo:rustc-link-search=native={}", archive.dir.display());
+        }
+    }
+    for archive in archives {
+        println!("cargo:rustc-link-lib=static={}", archive.name);
+    }
+}
+
+fn built_lib(built: &Built, name: &str, hint: &str) -> Result<Archive, String> {
     let dir = find_static_lib(&built.build_dir, name, hint)?;
-    println!("cargo:rustc-link-search=native={}", dir.display());
-    println!("cargo:rustc-link-lib=static={name}");
-    Ok(())
+    Ok(Archive::new(name, &dir))
 }
 
 fn backend_lib(backend: &str) -> &'static str {

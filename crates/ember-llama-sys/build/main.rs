@@ -7,6 +7,9 @@
 //!    and renamed (variants.rs), all linked behind the dispatcher (cpu/, dispatch.rs).
 //! 3. in both cases           -> compile the exception barrier (shim/) and the dispatcher (or
 //!    its one-name stand-in) against those headers, and run bindgen over them into OUT_DIR.
+//! 4. built here, on Linux    -> rename every global symbol of those static libraries to
+//!    `ember_*` (private.rs) and check it, so the binary can hold another llama.cpp or ggml;
+//!    the bindings keep their names and link to the renamed ones.
 //!
 //! It never touches the network. Every environment variable it reads goes through
 //! [`env::var`], which declares it to Cargo.
@@ -18,8 +21,10 @@ mod dispatch;
 mod env;
 mod features;
 mod link;
+mod private;
 mod shim;
 mod source;
+mod symcheck;
 mod system;
 mod variants;
 
@@ -46,13 +51,14 @@ fn run() -> Result<(), String> {
     println!("cargo:rustc-check-cfg=cfg(ember_openmp)");
     let selection = features::Selection::from_cargo()?;
 
-    let headers = if selection.system {
-        // An installed llama.cpp decides its own backends; we only link it.
+    let (headers, prefix) = if selection.system {
+        // An installed llama.cpp decides its own backends; we only link it. Its symbols are
+        // its own: they cannot be renamed, so it cannot share a binary with another copy.
         let headers = system::probe()?;
-        shim::compile(&headers, false)?;
+        shim::compile(&headers, false, true)?;
         let dispatcher = dispatch::compile(&selection.cpu, &headers)?;
         link::dispatcher(&dispatcher);
-        headers
+        (headers, None)
     } else {
         let tree = source::locate()?;
         let built = cmake::build(&tree, &selection)?;
@@ -63,11 +69,23 @@ fn run() -> Result<(), String> {
             _ => link::CpuBackend::One,
         };
         let dispatcher = dispatch::compile(&selection.cpu, &tree.header_dirs())?;
-        // Before the static libraries: the linker resolves the shim's references in them.
-        shim::compile(&tree.header_dirs(), selection.openmp)?;
-        link::emit(&built, &selection, &cpu, &dispatcher)?;
-        tree.header_dirs()
+        // First: the linker resolves the shim's references in the libraries after it.
+        let mut archives = shim::compile(&tree.header_dirs(), selection.openmp, false)?;
+        archives.extend(link::built_archives(&built, &selection, &cpu, &dispatcher)?);
+        if private::applies() {
+            let archives = private::privatize(&archives)?;
+            link::emit(&built, &archives[0].dir, &archives, &selection)?;
+            (tree.header_dirs(), Some(private::PREFIX))
+        } else {
+            println!(
+                "cargo:warning=ember-llama-sys: on {} llama.cpp's symbols are not renamed \
+                 (ELF/GNU binutils only): this binary cannot also link another llama.cpp or ggml",
+                env::target_os()
+            );
+            link::emit(&built, &built.build_dir, &archives, &selection)?;
+            (tree.header_dirs(), None)
+        }
     };
 
-    bindings::generate(&headers)
+    bindings::generate(&headers, prefix)
 }

@@ -4,16 +4,22 @@
 use std::path::PathBuf;
 
 use crate::env;
+use crate::private::Archive;
 
 /// Folder of `ember_shim.h` and `ember_shim.cpp`.
 pub fn dir() -> PathBuf {
     env::manifest_dir().join("shim")
 }
 
-/// Compiles the shim into `libember_shim.a` in OUT_DIR and tells cargo to link it, with
-/// `shim/ember_openmp.c` (built with `-fopenmp` when `openmp`) into `libember_openmp.a`.
-pub fn compile(include_dirs: &[PathBuf], openmp: bool) -> Result<(), String> {
-    compile_openmp(openmp)?;
+/// Compiles the shim into `libember_shim.a` in OUT_DIR, with `shim/ember_openmp.c` (built
+/// with `-fopenmp` when `openmp`) into `libember_openmp.a`, and returns both in link order.
+/// With `emit_links` the `cc` crate tells cargo to link them (and libstdc++) itself.
+pub fn compile(
+    include_dirs: &[PathBuf],
+    openmp: bool,
+    emit_links: bool,
+) -> Result<Vec<Archive>, String> {
+    compile_openmp(openmp, emit_links)?;
     let dir = dir();
     let source = dir.join("ember_shim.cpp");
     for file in [&source, &dir.join("ember_shim.h")] {
@@ -26,6 +32,7 @@ pub fn compile(include_dirs: &[PathBuf], openmp: bool) -> Result<(), String> {
         .file(&source)
         .include(&dir)
         .includes(include_dirs.iter().map(PathBuf::as_path))
+        .cargo_metadata(emit_links)
         .warnings(true);
     build.try_compile("ember_shim").map_err(|e| {
         format!(
@@ -33,19 +40,28 @@ pub fn compile(include_dirs: &[PathBuf], openmp: bool) -> Result<(), String> {
              It needs a C++17 compiler (`apt-get install g++`, or set CXX).",
             source.display()
         )
-    })
+    })?;
+    let out = env::out_dir();
+    Ok(vec![
+        Archive::new("ember_shim", &out),
+        Archive::new("ember_openmp", &out),
+    ])
 }
 
 /// `ember_openmp.c`: the thread team's names and priority, and the spin count set before
 /// libgomp starts. Without OpenMP it compiles to stubs, so the bindings always link.
-fn compile_openmp(openmp: bool) -> Result<(), String> {
+fn compile_openmp(openmp: bool, emit_links: bool) -> Result<(), String> {
     let dir = dir();
     let source = dir.join("ember_openmp.c");
     for file in [&source, &dir.join("ember_openmp.h")] {
         println!("cargo:rerun-if-changed={}", file.display());
     }
     let mut build = cc::Build::new();
-    build.file(&source).include(&dir).warnings(true);
+    build
+        .file(&source)
+        .include(&dir)
+        .cargo_metadata(emit_links)
+        .warnings(true);
     if openmp {
         build.flag("-fopenmp");
         println!("cargo:rustc-cfg=ember_openmp");

@@ -76,7 +76,7 @@ impl Tree {
         Ok(Tree { root })
     }
 
-    /// Include folders for bindgen and for dependents (`DEP_LLAMA_INCLUDE`).
+    /// Include folders for bindgen and for dependents (`DEP_EMBER_LLAMA_INCLUDE`).
     pub fn header_dirs(&self) -> Vec<PathBuf> {
         vec![self.root.join("include"), self.root.join("ggml/include")]
     }
