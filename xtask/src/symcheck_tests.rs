@@ -1,5 +1,6 @@
 //! Unit tests of ember-llama-sys' build-time check (`build/symcheck.rs`): the renamed
-//! archives pass; one symbol left global, or one reference left to an unprefixed name, fails.
+//! archives pass; one symbol left global, one COMDAT group left unprefixed, or one reference
+//! left to an unprefixed name, fails.
 
 use std::collections::BTreeSet;
 
@@ -12,6 +13,16 @@ ember__ZN11llama_vocab4loadEv W 10 10
 ember_dequantize_row_q4_0 T 20 10
 libember_shim.a[ember_shim.cpp.o]:
 ember_decode T 0 10
+";
+
+const GROUPS: &str = "\
+File: libember-llama.a(llama.cpp.o)
+
+COMDAT group section [    1] `.group' [ember__ZN11llama_vocab4loadEv] contains 1 sections:
+   [Index]    Name
+   [    5]   .text.ember__ZN11llama_vocab4loadEv
+
+COMDAT group section [    2] `.group' [ember__ZN11llama_modelD5Ev] contains 2 sections:
 ";
 
 const UNDEFINED: &str = "\
@@ -37,7 +48,7 @@ fn originals() -> BTreeSet<String> {
 #[test]
 fn renamed_archives_pass() {
     assert_eq!(
-        check_archives("ember_", DEFINED, UNDEFINED, &originals()),
+        check_archives("ember_", DEFINED, GROUPS, UNDEFINED, &originals()),
         Ok(4)
     );
 }
@@ -45,7 +56,7 @@ fn renamed_archives_pass() {
 #[test]
 fn one_symbol_left_global_fails() {
     let defined = DEFINED.replace("ember_dequantize_row_q4_0", "dequantize_row_q4_0");
-    let err = check_archives("ember_", &defined, UNDEFINED, &originals()).unwrap_err();
+    let err = check_archives("ember_", &defined, GROUPS, UNDEFINED, &originals()).unwrap_err();
     assert!(
         err.contains("1 symbol(s) are still global") && err.contains("dequantize_row_q4_0"),
         "{err}"
@@ -57,7 +68,17 @@ fn a_reference_left_unrenamed_fails() {
     // To a name ember defined before renaming, and to an unprefixed ggml name it never had.
     for name in ["ggml_init", "gguf_get_val_str"] {
         let undefined = format!("{UNDEFINED}{name} U\n");
-        let err = check_archives("ember_", DEFINED, &undefined, &originals()).unwrap_err();
+        let err = check_archives("ember_", DEFINED, GROUPS, &undefined, &originals()).unwrap_err();
         assert!(err.contains(name) && err.contains("left open"), "{err}");
     }
+}
+
+#[test]
+fn an_unprefixed_comdat_group_fails() {
+    let groups = GROUPS.replace("[ember__ZN11llama_modelD5Ev]", "[_ZN11llama_modelD5Ev]");
+    let err = check_archives("ember_", DEFINED, &groups, UNDEFINED, &originals()).unwrap_err();
+    assert!(
+        err.contains("1 COMDAT group(s)") && err.contains("_ZN11llama_modelD5Ev"),
+        "{err}"
+    );
 }

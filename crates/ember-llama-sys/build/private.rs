@@ -7,8 +7,11 @@
 //! Why this way:
 //! - All names, not only `llama_*`/`ggml_*`: `dequantize_row_q4_0`, `unicode_cpt_flags_*` and
 //!   C++ template instantiations over llama.cpp's types exist in the other copies too.
-//!   Mangled C++ names get the prefix as they are (`ember__ZN11llama_vocab…`): unique, and
-//!   COMDAT groups are no longer merged with another copy's differently laid-out types.
+//!   Mangled C++ names get the prefix as they are (`ember__ZN11llama_vocab…`): unique.
+//! - COMDAT group signatures too: the linker keeps one group per signature and drops the other
+//!   copies with the symbols inside them. Constructors' and destructors' signatures (`…C5Ev`,
+//!   `…D5Ev`) are local symbols; left alone, another llama.cpp's group would replace ours and
+//!   our renamed references would resolve to address 0.
 //! - `objcopy --redefine-syms` over each archive renames definitions and references alike and
 //!   keeps archive members apart (`--gc-sections` still drops unused ones); names a library
 //!   only references (libc, libstdc++, libgomp, the GPU runtimes) are never in the map.
@@ -60,9 +63,12 @@ pub fn privatize(archives: &[Archive]) -> Result<Vec<Archive>, String> {
     let dir = env::out_dir().join("private");
     fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
 
+    // Global names, and COMDAT group signatures (local for constructors and destructors).
     let mut originals = BTreeSet::new();
     for archive in archives {
-        for (name, _) in symcheck::parse_nm(&nm(&archive.path(), &["-g", "--defined-only"])?) {
+        let defined = symcheck::parse_nm(&nm(&archive.path(), &["-g", "--defined-only"])?);
+        let groups = symcheck::parse_groups(&readelf_groups(&archive.path())?);
+        for name in defined.into_iter().map(|(name, _)| name).chain(groups) {
             if !name.starts_with(PREFIX) {
                 originals.insert(name);
             }
@@ -105,13 +111,15 @@ pub fn privatize(archives: &[Archive]) -> Result<Vec<Archive>, String> {
     }
 
     let mut defined = String::new();
+    let mut groups = String::new();
     let mut undefined = String::new();
     for archive in &private {
         defined.push_str(&nm(&archive.path(), &["-g", "--defined-only"])?);
+        groups.push_str(&readelf_groups(&archive.path())?);
         undefined.push_str(&nm(&archive.path(), &["-u"])?);
     }
-    let count =
-        symcheck::check_archives(PREFIX, &defined, &undefined, &originals).map_err(|problem| {
+    let count = symcheck::check_archives(PREFIX, &defined, &groups, &undefined, &originals)
+        .map_err(|problem| {
             format!(
                 "making llama.cpp private (prefix `{PREFIX}`, archives in {}) failed its \
                  check:\n{problem}\nAnother llama.cpp or ggml in the same binary would clash \
@@ -146,6 +154,10 @@ pub fn privatize(archives: &[Archive]) -> Result<Vec<Archive>, String> {
     Ok(private)
 }
 
+fn readelf_groups(archive: &Path) -> Result<String, String> {
+    tool(Command::new("readelf").args(["-g", "-W"]).arg(archive))
+}
+
 fn nm(archive: &Path, args: &[&str]) -> Result<String, String> {
     tool(Command::new("nm").arg("-P").args(args).arg(archive))
 }
@@ -155,7 +167,7 @@ fn tool(command: &mut Command) -> Result<String, String> {
     let out = command.output().map_err(|e| {
         format!(
             "could not run `{program}` ({e}): making llama.cpp's symbols private needs GNU \
-             binutils (objcopy, nm, ar) on PATH (Debian/Ubuntu: `apt-get install binutils`)."
+             binutils (objcopy, nm, readelf, ar) on PATH (Debian/Ubuntu: `apt-get install binutils`)."
         )
     })?;
     if !out.status.success() {

@@ -23,14 +23,30 @@ pub fn parse_nm(text: &str) -> Vec<(String, char)> {
         .collect()
 }
 
+/// The signature of each COMDAT group in `readelf -g -W` output (`COMDAT group section [ 1]
+/// `.group' [NAME] contains 2 sections:`). The linker keeps one group per signature across the
+/// whole link: C++ constructors and destructors have signatures (`…C5Ev`, `…D5Ev`) that are
+/// local symbols, not the functions' names, so they need renaming besides the globals.
+pub fn parse_groups(text: &str) -> Vec<String> {
+    text.lines()
+        .filter(|line| line.trim_start().starts_with("COMDAT group section"))
+        .filter_map(|line| {
+            let head = &line[..line.rfind("] contains")?];
+            Some(head[head.rfind('[')? + 1..].to_string())
+        })
+        .collect()
+}
+
 /// Checks renamed archives: every symbol they define globally (`defined`: `nm -P -g
-/// --defined-only`) carries `prefix`, and no reference they leave open (`undefined`: `nm -P
-/// -u`) is to a name ember's libraries defined before renaming (`originals`: it would bind to
-/// another copy at link time) or to an unprefixed llama/ggml/gguf name.
+/// --defined-only`) and every COMDAT group signature (`groups`: `readelf -g -W`) carries
+/// `prefix`, and no reference they leave open (`undefined`: `nm -P -u`) is to a name ember's
+/// libraries defined before renaming (`originals`: it would bind to another copy at link time)
+/// or to an unprefixed llama/ggml/gguf name.
 /// The error lists the offenders (at most 20 of each kind).
 pub fn check_archives(
     prefix: &str,
     defined: &str,
+    groups: &str,
     undefined: &str,
     originals: &BTreeSet<String>,
 ) -> Result<usize, String> {
@@ -41,6 +57,12 @@ pub fn check_archives(
             left.insert(name);
         }
     }
+    let groups = parse_groups(groups);
+    let shared: BTreeSet<&str> = groups
+        .iter()
+        .filter(|g| !g.starts_with(prefix))
+        .map(String::as_str)
+        .collect();
     let mut escaped: BTreeSet<&str> = BTreeSet::new();
     let undefined = parse_nm(undefined);
     for (name, _) in &undefined {
@@ -54,6 +76,14 @@ pub fn check_archives(
             "{} symbol(s) are still global without the prefix `{prefix}`: {}",
             left.len(),
             first(&left)
+        ));
+    }
+    if !shared.is_empty() {
+        problems.push(format!(
+            "{} COMDAT group(s) keep an unprefixed signature: the linker would keep one copy \
+             of each for this and any other llama.cpp in the binary, and drop the other's: {}",
+            shared.len(),
+            first(&shared)
         ));
     }
     if !escaped.is_empty() {
