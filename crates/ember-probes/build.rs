@@ -5,6 +5,11 @@
 //! 1. `vmlinux/<arch>/` in this crate: a copy that `cargo xtask package probes` stages into the
 //!    packaged crate (git-ignored, so the workspace keeps one copy in git);
 //! 2. `vendor/vmlinux/<arch>/` in the workspace.
+//!
+//! The object is kept as `OUT_DIR/probes.bpf.o`. Under `DOCS_RS` (docs.rs: no clang, no time
+//! to spare) nothing is compiled: the skeleton is generated from `prebuilt/probes.bpf.o`, such
+//! an object that `cargo xtask package probes` stages into the packaged crate (git-ignored: a
+//! build output).
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -12,10 +17,17 @@ use std::path::{Path, PathBuf};
 use libbpf_cargo::SkeletonBuilder;
 
 const SRC: &str = "src/bpf/probes.bpf.c";
+/// The object docs.rs generates the skeleton from, relative to the manifest.
+const PREBUILT: &str = "prebuilt/probes.bpf.o";
 
 fn main() {
     let manifest = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo"));
+    println!("cargo:rerun-if-env-changed=DOCS_RS");
+    if env::var_os("DOCS_RS").is_some_and(|v| !v.is_empty()) {
+        docs_rs(&manifest.join(PREBUILT), &out);
+        return;
+    }
     // The BPF target's architecture is the one the programs will run on, not the host's.
     let arch = env::var("CARGO_CFG_TARGET_ARCH").expect("set by cargo");
 
@@ -34,6 +46,7 @@ fn main() {
 
     SkeletonBuilder::new()
         .source(SRC)
+        .obj(out.join("probes.bpf.o"))
         .clang_args([
             "-I".into(),
             vmlinux.clone().into_os_string(),
@@ -49,6 +62,23 @@ fn main() {
     for dir in &candidates {
         println!("cargo:rerun-if-changed={}", rerun_path(dir).display());
     }
+}
+
+/// The skeleton from the prebuilt object: libbpf-cargo reads it, no clang runs.
+fn docs_rs(prebuilt: &Path, out: &Path) {
+    if !prebuilt.is_file() {
+        panic!(
+            "DOCS_RS is set, so {SRC} is not compiled and the skeleton comes from {}, which is \
+             missing. Stage it from a real build with `cargo xtask docs-rs stage` (`cargo xtask \
+             package probes` does this for the packaged crate), or unset DOCS_RS.",
+            prebuilt.display()
+        );
+    }
+    println!("cargo:rerun-if-changed={}", prebuilt.display());
+    SkeletonBuilder::new()
+        .obj(prebuilt)
+        .generate(out.join("probes.skel.rs"))
+        .unwrap_or_else(|err| panic!("generating the skeleton of {}: {err:#}", prebuilt.display()));
 }
 
 /// The header where it exists, else the nearest folder above it that exists (so its creation

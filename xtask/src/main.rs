@@ -5,6 +5,7 @@
 mod bench;
 mod chart;
 mod cpu_symbols;
+mod docs_rs;
 mod json;
 mod package;
 mod probes;
@@ -41,6 +42,10 @@ enum Task {
     /// Package a crate with the third-party files it builds with, so the .crate builds
     /// offline; prints the .crate's path on the last line.
     Package(package::Args),
+    /// Stage (or unstage) the files docs.rs builds ember-llama-sys and ember-probes from, or
+    /// print each crate's docs.rs `cargo doc` flags (build-support/check-docs-rs).
+    #[command(subcommand)]
+    DocsRs(docs_rs::Task),
     /// Summaries and helpers for build-support/bench, bench-probes and bench-insight.
     #[command(subcommand)]
     Bench(BenchTask),
@@ -111,6 +116,7 @@ fn main() -> ExitCode {
         Task::Version => version::current().map(|v| println!("{v}")),
         Task::VersionJson(args) => version::json(&args),
         Task::Package(args) => package::run(&args),
+        Task::DocsRs(task) => docs_rs::run(&task),
         Task::Bench(BenchTask::Report(args)) => bench::report(&args),
         Task::Bench(BenchTask::ProbesReport(args)) => probes::report(&args),
         Task::Bench(BenchTask::BpfStats {

@@ -1,5 +1,7 @@
 //! `cargo xtask package sys|probes`: `cargo package` with the third-party files a crate
-//! builds with staged into it (git-ignored there: git keeps one copy), then unstaged.
+//! builds with staged into it (git-ignored there: git keeps one copy), then unstaged. Each
+//! also carries what docs.rs builds it from (docs_rs.rs: a real build's bindings or BPF object,
+//! made first by `cargo build -p` of the crate).
 //!
 //! - sys: the parts of vendor/llama.cpp the `llama` target compiles, into
 //!   crates/ember-llama-sys/llama.cpp/ (see `include` in that crate's Cargo.toml);
@@ -13,6 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
+
+use crate::docs_rs;
 
 /// `cargo xtask package`.
 #[derive(clap::Args)]
@@ -44,8 +48,25 @@ impl Drop for Stage {
     }
 }
 
+/// Removes docs.rs' staged file however the task ends.
+struct Unstage<'a>(&'a Path, docs_rs::Staged);
+
+impl Drop for Unstage<'_> {
+    fn drop(&mut self) {
+        let _ = docs_rs::unstage(self.0, std::slice::from_ref(&self.1));
+    }
+}
+
 pub fn run(args: &Args) -> Result<()> {
     let root = crate::root();
+    // docs.rs' file first: a llama.cpp tree staged into the crate would be the one its build
+    // script compiles (a rebuild of everything).
+    let docs_rs = match args.krate {
+        Crate::Sys => docs_rs::SYS,
+        Crate::Probes => docs_rs::PROBES,
+    };
+    docs_rs::stage(&root, std::slice::from_ref(&docs_rs))?;
+    let _docs_rs = Unstage(&root, docs_rs);
     let (name, stage) = match args.krate {
         Crate::Sys => ("ember-llama-sys", stage_llama_cpp(&root)?),
         Crate::Probes => ("ember-probes", stage_vmlinux(&root)?),
@@ -213,7 +234,7 @@ fn cargo(root: &Path, args: &[&str]) -> Result<()> {
 }
 
 /// The cargo that runs this task (`cargo xtask` sets CARGO).
-fn cargo_bin() -> String {
+pub fn cargo_bin() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
 }
 

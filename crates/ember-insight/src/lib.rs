@@ -27,6 +27,8 @@
 //! # Ok::<(), anyhow::Error>(())
 //! ```
 #![deny(missing_docs)]
+// docs.rs (nightly, `--cfg docsrs`): items gated on a feature or target say so.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod alerts;
 pub mod cli;

@@ -17,6 +17,8 @@ pub const STATIC_STDCXX: &str = "EMBER_LLAMA_STATIC_STDCXX";
 pub const CCACHE: &str = "EMBER_LLAMA_CCACHE";
 pub const CPU_VARIANTS: &str = "EMBER_LLAMA_CPU_VARIANTS";
 pub const OPENMP: &str = "EMBER_LLAMA_OPENMP";
+/// Set by docs.rs: no native build, bindings from the packaged `docs-rs/bindings.rs`.
+pub const DOCS_RS: &str = "DOCS_RS";
 /// Test only: a symbol name left out of the renaming, which must make the build fail.
 pub const TEST_LEAVE_GLOBAL: &str = "EMBER_LLAMA_TEST_LEAVE_GLOBAL";
 

@@ -1,5 +1,7 @@
 //! Build script of ember-llama-sys: a decision list, one line of reason per branch.
 //!
+//! 0. `DOCS_RS` (docs.rs)     -> build nothing: the bindings come from the packaged
+//!    `docs-rs/bindings.rs` (docs_rs.rs).
 //! 1. `system` feature        -> link an installed llama.cpp found by pkg-config.
 //! 2. otherwise               -> build the llama.cpp tree (LLAMA_CPP_SRC, the tree packaged in
 //!    this crate, or the workspace's vendor/llama.cpp) with CMake, statically.
@@ -18,6 +20,7 @@ mod bindings;
 mod cmake;
 mod cpu;
 mod dispatch;
+mod docs_rs;
 mod env;
 mod features;
 mod link;
@@ -49,6 +52,9 @@ fn main() -> ExitCode {
 fn run() -> Result<(), String> {
     println!("cargo:rerun-if-changed=build");
     println!("cargo:rustc-check-cfg=cfg(ember_openmp)");
+    if env::var(env::DOCS_RS).is_some() {
+        return docs_rs::bindings();
+    }
     let selection = features::Selection::from_cargo()?;
 
     let (headers, prefix) = if selection.system {

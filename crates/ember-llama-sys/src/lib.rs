@@ -6,6 +6,8 @@
 //! `ember-llama` crate for a safe API. Features select GGML backends one to one (see the
 //! crate README for the table and the environment variables the build reads).
 
+// docs.rs (nightly, `--cfg docsrs`): items gated on a feature or target say so.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![allow(non_upper_case_globals, non_camel_case_types, non_snake_case)]
 #![allow(missing_docs, clippy::all, clippy::pedantic)]
 // bindgen writes bitfield accessors with `unsafe` blocks and no SAFETY comments.

@@ -47,6 +47,8 @@
 //! ```
 
 #![deny(missing_docs)]
+// docs.rs (nightly, `--cfg docsrs`): items gated on a feature or target say so.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod backend;
 mod barrier;

@@ -60,6 +60,8 @@
 //! }
 //! ```
 #![deny(missing_docs)]
+// docs.rs (nightly, `--cfg docsrs`): items gated on a feature or target say so.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod skel {
     #![allow(missing_docs, clippy::all, clippy::undocumented_unsafe_blocks)]
