@@ -9,6 +9,9 @@
 //! | `llama`  | [`ember_llama_sys`] | raw bindings to a statically linked, pinned llama.cpp |
 //! | `probes` | [`ember_probes`]    | eBPF probes, typed kernel events, a process table     |
 
+// docs.rs (nightly, `--cfg docsrs`): items gated on a feature or target say so.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 #[cfg(feature = "llama")]
 pub use ember_llama as llama;
 #[cfg(feature = "llama")]

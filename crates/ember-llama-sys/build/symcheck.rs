@@ -23,8 +23,8 @@ pub fn parse_nm(text: &str) -> Vec<(String, char)> {
         .collect()
 }
 
-/// The signature of each COMDAT group in `readelf -g -W` output (`COMDAT group section [ 1]
-/// `.group' [NAME] contains 2 sections:`). The linker keeps one group per signature across the
+/// The signature of each COMDAT group in `readelf -g -W` output: the last bracketed name of
+/// each `COMDAT group section` line, before `contains N sections`. The linker keeps one group per signature across the
 /// whole link: C++ constructors and destructors have signatures (`…C5Ev`, `…D5Ev`) that are
 /// local symbols, not the functions' names, so they need renaming besides the globals.
 pub fn parse_groups(text: &str) -> Vec<String> {
