@@ -4,64 +4,26 @@
 //! Usage: coexist-llama-cpp-2 [MODEL.gguf [PROMPT]]   (MODEL default: $EMBER_TEST_MODEL)
 
 use std::num::NonZeroU32;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
-use std::sync::Arc;
 
-type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
-
-const MAX_TOKENS: usize = 16;
-const N_CTX: u32 = 512;
+#[path = "../../common.rs"]
+mod common;
+use common::{Result, MAX_TOKENS, N_CTX};
 
 fn main() -> ExitCode {
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("error: {err}");
-            ExitCode::FAILURE
-        }
-    }
+    common::main_with(run)
 }
 
-fn run() -> Result<()> {
-    let mut args = std::env::args_os().skip(1);
-    let model = args
-        .next()
-        .or_else(|| std::env::var_os("EMBER_TEST_MODEL"))
-        .map(PathBuf::from)
-        .ok_or("no model: pass a GGUF path or set EMBER_TEST_MODEL")?;
-    let prompt = match args.next() {
-        Some(prompt) => prompt
-            .into_string()
-            .map_err(|_| "the prompt is not UTF-8")?,
-        None => "The capital of France is".to_owned(),
-    };
-
-    let ember_text = ember(&model, &prompt)?;
+fn run(model: &Path, prompt: &str) -> Result<()> {
+    let ember_text = common::ember(model, prompt)?;
     println!("ember:       {ember_text:?}");
-    let llama_text = llama_cpp_2(&model, &prompt)?;
+    let llama_text = llama_cpp_2(model, prompt)?;
     println!("llama-cpp-2: {llama_text:?}");
     if ember_text.is_empty() || llama_text.is_empty() {
         return Err("a copy of llama.cpp generated no text".into());
     }
     Ok(())
-}
-
-/// Greedy generation through ember-llama (its llama.cpp, `ember_`-prefixed).
-fn ember(path: &Path, prompt: &str) -> Result<String> {
-    use ember_llama::{
-        Context, ContextParams, GenerateOptions, Model, ModelParams, SamplerBuilder,
-    };
-
-    let model = Arc::new(Model::load(path, &ModelParams::default())?);
-    let mut ctx = Context::new(&model, &ContextParams::default().with_n_ctx(N_CTX))?;
-    let mut sampler = SamplerBuilder::greedy().build(&model)?;
-    let options = GenerateOptions::default().with_max_tokens(MAX_TOKENS);
-    let mut text = String::new();
-    for piece in ctx.generate(&mut sampler, prompt, &options)? {
-        text.push_str(&piece?.text);
-    }
-    Ok(text)
 }
 
 /// Greedy generation through llama-cpp-2 (llama-cpp-sys-2's llama.cpp, unprefixed): the

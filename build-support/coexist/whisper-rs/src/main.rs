@@ -4,42 +4,23 @@
 //!
 //! Usage: coexist-whisper-rs [MODEL.gguf [PROMPT]]   (MODEL default: $EMBER_TEST_MODEL)
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use whisper_rs::{WhisperContext, WhisperContextParameters};
 
-type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+#[path = "../../common.rs"]
+mod common;
+use common::Result;
 
-const MAX_TOKENS: usize = 16;
 const MISSING_MODEL: &str = "/nonexistent/ggml-tiny.en.bin";
 
 fn main() -> ExitCode {
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("error: {err}");
-            ExitCode::FAILURE
-        }
-    }
+    common::main_with(run)
 }
 
-fn run() -> Result<()> {
-    let mut args = std::env::args_os().skip(1);
-    let model = args
-        .next()
-        .or_else(|| std::env::var_os("EMBER_TEST_MODEL"))
-        .map(PathBuf::from)
-        .ok_or("no model: pass a GGUF path or set EMBER_TEST_MODEL")?;
-    let prompt = match args.next() {
-        Some(prompt) => prompt
-            .into_string()
-            .map_err(|_| "the prompt is not UTF-8")?,
-        None => "The capital of France is".to_owned(),
-    };
-
-    let text = ember(&model, &prompt)?;
+fn run(model: &Path, prompt: &str) -> Result<()> {
+    let text = common::ember(model, prompt)?;
     println!("ember:       {text:?}");
     if text.is_empty() {
         return Err("ember generated no text".into());
@@ -60,21 +41,4 @@ fn run() -> Result<()> {
             Ok(())
         }
     }
-}
-
-/// Greedy generation through ember-llama (its llama.cpp and ggml, `ember_`-prefixed).
-fn ember(path: &Path, prompt: &str) -> Result<String> {
-    use ember_llama::{
-        Context, ContextParams, GenerateOptions, Model, ModelParams, SamplerBuilder,
-    };
-
-    let model = Arc::new(Model::load(path, &ModelParams::default())?);
-    let mut ctx = Context::new(&model, &ContextParams::default().with_n_ctx(512))?;
-    let mut sampler = SamplerBuilder::greedy().build(&model)?;
-    let options = GenerateOptions::default().with_max_tokens(MAX_TOKENS);
-    let mut text = String::new();
-    for piece in ctx.generate(&mut sampler, prompt, &options)? {
-        text.push_str(&piece?.text);
-    }
-    Ok(text)
 }
