@@ -14,14 +14,12 @@
 //!   that prefix. The checks above then apply to the variants' names without the prefix.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{bail, ensure, Context, Result};
-use serde_json::Value;
-
+use crate::json;
 use crate::symcheck;
+use anyhow::{bail, ensure, Context, Result};
 
 /// `cargo xtask cpu-symbols`'s arguments.
 #[derive(clap::Args)]
@@ -232,31 +230,11 @@ fn check(manifest: &Manifest, symbols: &[Symbol]) -> Result<String> {
 
 /// The target's executable and ember-llama-sys' OUT_DIR, from cargo's JSON messages.
 fn from_messages(path: &Path, target: &str) -> Result<(PathBuf, PathBuf)> {
-    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let (mut binary, mut out_dir) = (None, None);
-    for line in std::io::BufReader::new(file).lines() {
-        let Ok(msg) = serde_json::from_str::<Value>(&line?) else {
-            continue;
-        };
-        let package = msg["package_id"].as_str().unwrap_or_default();
-        if msg["reason"] == "build-script-executed" && package.contains("ember-llama-sys") {
-            out_dir = msg["out_dir"].as_str().map(PathBuf::from);
-        }
-        if msg["reason"] == "compiler-artifact" && msg["target"]["name"] == target {
-            binary = msg["executable"].as_str().map(PathBuf::from);
-        }
-    }
-    match (binary, out_dir) {
-        (Some(b), Some(o)) => Ok((b, o)),
-        (None, _) => bail!(
-            "{}: cargo built no executable named {target}",
-            path.display()
-        ),
-        (_, None) => bail!(
-            "{}: no build script output of ember-llama-sys",
-            path.display()
-        ),
-    }
+    let messages = std::fs::read(path).with_context(|| format!("opening {}", path.display()))?;
+    let context = || path.display().to_string();
+    let binary = json::executable(&messages, target).with_context(context)?;
+    let out_dir = json::build_script_out_dir(&messages, "ember-llama-sys").with_context(context)?;
+    Ok((binary, out_dir))
 }
 
 fn read_manifest(path: &Path) -> Result<Manifest> {

@@ -10,12 +10,13 @@
 //! build-support/check-docs-rs stages both and documents every crate as docs.rs would.
 
 use std::fs;
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{bail, ensure, Context, Result};
 use serde_json::Value;
+
+use crate::json;
 
 /// `cargo xtask docs-rs`.
 #[derive(clap::Subcommand)]
@@ -86,7 +87,7 @@ pub fn stage(root: &Path, files: &[Staged]) -> Result<Vec<PathBuf>> {
     ensure!(output.status.success(), "cargo build failed (see above)");
     let mut staged = Vec::new();
     for f in files {
-        let out_dir = out_dir(&output.stdout, f.package)?;
+        let out_dir = json::build_script_out_dir(&output.stdout, f.package)?;
         let from = out_dir.join(f.file);
         let to = root.join(f.staged);
         fs::create_dir_all(to.parent().expect("staged paths have a folder"))?;
@@ -110,31 +111,6 @@ pub fn unstage(root: &Path, files: &[Staged]) -> Result<()> {
         let _ = fs::remove_dir(path.parent().expect("staged paths have a folder"));
     }
     Ok(())
-}
-
-/// The OUT_DIR of `package`'s build script, from cargo's JSON messages (the last one wins).
-fn out_dir(messages: &[u8], package: &str) -> Result<PathBuf> {
-    let mut found = None;
-    for line in messages.lines() {
-        let Ok(msg) = serde_json::from_str::<Value>(&line?) else {
-            continue;
-        };
-        let id = msg["package_id"].as_str().unwrap_or_default();
-        if msg["reason"] == "build-script-executed" && package_of(id) == Some(package) {
-            found = msg["out_dir"].as_str().map(PathBuf::from);
-        }
-    }
-    found.with_context(|| format!("cargo reported no build script output of {package}"))
-}
-
-/// The package name in a package id: `path+file:///…/ember-probes#0.1.0` (the folder's name
-/// where it is the package's) or `path+file:///…/dir#name@0.1.0`.
-fn package_of(id: &str) -> Option<&str> {
-    let (url, fragment) = id.rsplit_once('#')?;
-    match fragment.split_once('@') {
-        Some((name, _)) => Some(name),
-        None => url.rsplit('/').next(),
-    }
 }
 
 /// The docs.rs metadata keys the check reproduces; any other would make it differ from docs.rs.
@@ -186,26 +162,4 @@ fn plan(root: &Path) -> Result<()> {
         println!("{}", line.join(" "));
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn package_ids() {
-        let id = "path+file:///work/main/crates/ember-probes#0.1.0";
-        assert_eq!(package_of(id), Some("ember-probes"));
-        assert_eq!(
-            package_of("path+file:///work/main#ember@0.1.0"),
-            Some("ember")
-        );
-        // The name is exact: ember-llama is not ember-llama-sys.
-        let sys = br#"{"reason":"build-script-executed","package_id":"path+file:///w/crates/ember-llama-sys#0.1.0","out_dir":"/t/sys/out"}"#;
-        assert!(out_dir(sys, "ember-llama").is_err());
-        assert_eq!(
-            out_dir(sys, "ember-llama-sys").unwrap(),
-            PathBuf::from("/t/sys/out")
-        );
-    }
 }
