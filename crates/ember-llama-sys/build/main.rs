@@ -80,7 +80,7 @@ fn run() -> Result<(), String> {
         archives.extend(link::built_archives(&built, &selection, &cpu, &dispatcher)?);
         if private::applies() {
             let archives = private::privatize(&archives)?;
-            link::emit(&built, &archives[0].dir, &archives, &selection)?;
+            link::emit(&built, &private::dir(), &archives, &selection)?;
             (tree.header_dirs(), Some(private::PREFIX))
         } else {
             println!(

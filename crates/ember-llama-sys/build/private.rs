@@ -56,11 +56,16 @@ pub fn applies() -> bool {
     env::target_os() == "linux"
 }
 
+/// Where the renamed archives are written.
+pub fn dir() -> PathBuf {
+    env::out_dir().join("private")
+}
+
 /// Renames every global symbol of `archives` to `PREFIX<name>`, writes the results to
 /// OUT_DIR/private (as `lib<PREFIX-less name>` archives: `ember-llama`, `ember-ggml`…),
 /// checks them, and returns them in the same (link) order.
 pub fn privatize(archives: &[Archive]) -> Result<Vec<Archive>, String> {
-    let dir = env::out_dir().join("private");
+    let dir = dir();
     fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
 
     // Global names, and COMDAT group signatures (local for constructors and destructors).

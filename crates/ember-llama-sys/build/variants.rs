@@ -23,6 +23,7 @@ use crate::dispatch;
 use crate::env;
 use crate::features::Selection;
 use crate::source::Tree;
+use crate::symcheck;
 
 /// Sections whose code would run before `main`, or at exit, whatever the CPU.
 const STARTUP_SECTIONS: &[&str] = &[
@@ -346,15 +347,7 @@ fn defined_globals(object: &Path) -> Result<Vec<(String, char)>, String> {
             String::from_utf8_lossy(&out.stderr)
         ));
     }
-    Ok(String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|line| {
-            let mut fields = line.split_whitespace();
-            let name = fields.next()?;
-            let kind = fields.next()?.chars().next()?;
-            Some((name.to_string(), kind))
-        })
-        .collect())
+    Ok(symcheck::parse_nm(&String::from_utf8_lossy(&out.stdout)))
 }
 
 fn run(command: &mut Command, variant: &Variant) -> Result<(), String> {
