@@ -8,14 +8,13 @@ use crate::cmake::Built;
 use crate::env;
 use crate::features::Selection;
 use crate::private::Archive;
-use crate::variants::Linkable;
 
 /// How the CPU backend is linked.
 pub enum CpuBackend {
     /// The main build's `libggml-cpu.a`, as built.
     One,
     /// One renamed archive per variant, behind the dispatcher.
-    Variants(Vec<Linkable>),
+    Variants(Vec<Archive>),
 }
 
 /// The dispatcher alone (an installed llama.cpp brings its own CPU backend).
@@ -51,9 +50,7 @@ pub fn built_archives(
         }
         CpuBackend::Variants(variants) => {
             archives.push(Archive::new("ember_cpu", dispatcher_dir));
-            for variant in variants {
-                archives.push(Archive::new(&variant.lib_name, &variant.dir));
-            }
+            archives.extend(variants.iter().cloned());
         }
     }
     archives.push(built_lib(built, "ggml-base", "ggml/src")?);

@@ -22,6 +22,7 @@ use crate::cpu::Variant;
 use crate::dispatch;
 use crate::env;
 use crate::features::Selection;
+use crate::private::Archive;
 use crate::source::Tree;
 use crate::symcheck;
 
@@ -35,12 +36,6 @@ const STARTUP_SECTIONS: &[&str] = &[
     ".init",
     ".fini",
 ];
-
-/// A variant ready to link: `lib<lib_name>.a` in `dir`.
-pub struct Linkable {
-    pub lib_name: String,
-    pub dir: PathBuf,
-}
 
 /// What the dispatcher forwards and what `ggml-cpu.h` declares.
 pub struct EntryPoints {
@@ -140,7 +135,7 @@ pub fn privatize(
     archive: &Path,
     score: &[PathBuf],
     entry: &EntryPoints,
-) -> Result<(Linkable, BTreeMap<String, char>), String> {
+) -> Result<(Archive, BTreeMap<String, char>), String> {
     let dir = variant_dir(variant);
     fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     let prefix = format!("ggml_cpu_{}_", variant.name);
@@ -239,7 +234,7 @@ pub fn privatize(
         .cargo_metadata(false)
         .try_compile(&lib_name)
         .map_err(|e| format!("archiving {}: {e}", private.display()))?;
-    Ok((Linkable { lib_name, dir }, globals.into_iter().collect()))
+    Ok((Archive::new(&lib_name, &dir), globals.into_iter().collect()))
 }
 
 /// Builds, renames and archives every variant: the first is the main build's `ggml-cpu`
@@ -249,7 +244,7 @@ pub fn build_all(
     selection: &Selection,
     main: &Built,
     variants: &[Variant],
-) -> Result<Vec<Linkable>, String> {
+) -> Result<Vec<Archive>, String> {
     let entry = entry_points(tree)?;
     let mut linkables = Vec::new();
     let mut originals = BTreeMap::new();
