@@ -1,4 +1,4 @@
-//! Run with: `sudo cargo run --example execsnoop --no-default-features --features probes -- [--json]`
+//! Run with: `sudo cargo run --example execsnoop --no-default-features --features probes,vendored -- [--json]`
 //!
 //! One line per exec, like libbpf-tools' execsnoop: time (UTC), pid, ppid, what `execve` returned
 //! (0, or a negative errno for a failed exec) and the command line (its first 256 bytes).
