@@ -39,8 +39,8 @@ enum Task {
     Version,
     /// Print (or check) the /version.json an ember image carries.
     VersionJson(version::JsonArgs),
-    /// Package a crate with the third-party files it builds with, so the .crate builds
-    /// offline; prints the .crate's path on the last line.
+    /// `cargo package` (verified) of the five published crates, with the third-party files
+    /// they build with staged in; prints each .crate's size and fails above crates.io's limit.
     Package(package::Args),
     /// Stage (or unstage) the files docs.rs builds ember-llama-sys and ember-probes from, or
     /// print each crate's docs.rs `cargo doc` flags (build-support/check-docs-rs).

@@ -1,14 +1,20 @@
-//! `cargo xtask package sys|probes`: `cargo package` with the third-party files a crate
-//! builds with staged into it (git-ignored there: git keeps one copy), then unstaged. Each
-//! also carries what docs.rs builds it from (docs_rs.rs: a real build's bindings or BPF object,
-//! made first by `cargo build -p` of the crate).
+//! `cargo xtask package`: `cargo package` of the five published crates in one workspace run,
+//! with the third-party files they build with staged into them (git-ignored there: git keeps
+//! one copy), then unstaged; each .crate's size is checked against crates.io's limit.
 //!
-//! - sys: the parts of vendor/llama.cpp the `llama` target compiles, into
-//!   crates/ember-llama-sys/llama.cpp/ (see `include` in that crate's Cargo.toml);
-//!   build-support/check-sys-package verifies the .crate offline.
-//! - probes: `vendor/vmlinux/<arch>/vmlinux.h` into `crates/ember-probes/vmlinux/` (its build.rs
-//!   looks there first); `--verify` also builds the unpacked .crate offline, outside the
-//!   workspace, with the workspace's Cargo.lock.
+//! Verification (on unless `--no-verify`) is cargo's own (cargo ≥ 1.90): each crate is
+//! unpacked and built, and a dependent resolves the ember crates it needs from a local registry
+//! that overlays crates.io with the crates just packaged, as it will once they are published.
+//!
+//! Staged:
+//! - ember-llama-sys: the parts of vendor/llama.cpp the `llama` target compiles, into
+//!   crates/ember-llama-sys/llama.cpp/ (see `include` in that crate's Cargo.toml), and
+//!   docs-rs/bindings.rs;
+//! - ember-probes: `vendor/vmlinux/<arch>/vmlinux.h` into `crates/ember-probes/vmlinux/` (its
+//!   build.rs looks there first), and prebuilt/probes.bpf.o;
+//!
+//! docs.rs' files (docs_rs.rs) are a real build's bindings and BPF object, made first by
+//! `cargo build -p` of the two crates.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -18,25 +24,24 @@ use anyhow::{bail, Context, Result};
 
 use crate::docs_rs;
 
+/// The published crates, dependencies first (the order of the size table).
+const CRATES: [&str; 5] = [
+    "ember-llama-sys",
+    "ember-llama",
+    "ember-probes",
+    "ember-insight",
+    "ember-kit",
+];
+
+/// crates.io's default upload limit (10 MiB).
+const MAX_CRATE_BYTES: u64 = 10 * 1024 * 1024;
+
 /// `cargo xtask package`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Which crate.
-    #[arg(value_enum)]
-    krate: Crate,
-    /// Also unpack the .crate and build it offline, outside the workspace, with the
-    /// workspace's Cargo.lock (probes only: build-support/check-sys-package does this for sys,
-    /// with a program that calls into it).
+    /// Package only: skip cargo's verification build of each .crate.
     #[arg(long)]
-    verify: bool,
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum Crate {
-    /// ember-llama-sys with the llama.cpp sources.
-    Sys,
-    /// ember-probes with vendor/vmlinux's headers.
-    Probes,
+    no_verify: bool,
 }
 
 /// Removes the staged folder however the task ends.
@@ -48,62 +53,208 @@ impl Drop for Stage {
     }
 }
 
-/// Removes docs.rs' staged file however the task ends.
-struct Unstage<'a>(&'a Path, docs_rs::Staged);
+/// Removes docs.rs' staged files however the task ends.
+struct Unstage<'a>(&'a Path, [docs_rs::Staged; 2]);
 
 impl Drop for Unstage<'_> {
     fn drop(&mut self) {
-        let _ = docs_rs::unstage(self.0, std::slice::from_ref(&self.1));
+        let _ = docs_rs::unstage(self.0, &self.1);
     }
 }
 
 pub fn run(args: &Args) -> Result<()> {
     let root = crate::root();
-    // docs.rs' file first: a llama.cpp tree staged into the crate would be the one its build
+    // docs.rs' files first: a llama.cpp tree staged into the crate would be the one its build
     // script compiles (a rebuild of everything).
-    let docs_rs = match args.krate {
-        Crate::Sys => docs_rs::SYS,
-        Crate::Probes => docs_rs::PROBES,
-    };
-    docs_rs::stage(&root, std::slice::from_ref(&docs_rs))?;
-    let _docs_rs = Unstage(&root, docs_rs);
-    let (name, stage) = match args.krate {
-        Crate::Sys => ("ember-llama-sys", stage_llama_cpp(&root)?),
-        Crate::Probes => ("ember-probes", stage_vmlinux(&root)?),
-    };
-    // --allow-dirty: the staged files are untracked on purpose. --no-verify: the offline
-    // builds outside the workspace (below, check-sys-package) are the verification that counts.
-    cargo(
-        &root,
-        &[
-            "package",
-            "-p",
-            name,
-            "--allow-dirty",
-            "--no-verify",
-            "--locked",
-        ],
-    )?;
-    drop(stage);
+    let staged = [docs_rs::SYS, docs_rs::PROBES];
+    docs_rs::stage(&root, &staged)?;
+    let _docs_rs = Unstage(&root, staged);
+    let _llama_cpp = stage_llama_cpp(&root)?;
+    let _vmlinux = stage_vmlinux(&root)?;
 
-    let version = workspace_version(&root)?;
-    let target = target_dir(&root);
-    let krate = target
-        .join("package")
-        .join(format!("{name}-{version}.crate"));
-    let size = fs::metadata(&krate)
-        .with_context(|| format!("{} was not written", krate.display()))?
-        .len();
-    eprintln!("packaged {} ({:.1} MB)", krate.display(), size as f64 / 1e6);
-
-    if args.verify {
-        if !matches!(args.krate, Crate::Probes) {
-            bail!("--verify is for probes; build-support/check-sys-package verifies sys");
-        }
-        verify(&root, &target, &krate, &format!("{name}-{version}"))?;
+    // --allow-dirty: the staged files are untracked on purpose. --workspace --exclude xtask:
+    // cargo orders the five by their dependencies and verifies dependents against the overlay.
+    let mut package = vec![
+        "package",
+        "--workspace",
+        "--exclude",
+        "xtask",
+        "--allow-dirty",
+        "--locked",
+    ];
+    if args.no_verify {
+        package.push("--no-verify");
     }
-    println!("{}", krate.display());
+    let version = workspace_version(&root)?;
+    forget_unpacked(&version)?;
+    forget_overlay_builds(&target_dir(&root).join("debug"), &version)?;
+    let mut cmd = Command::new(cargo_bin());
+    cmd.args(&package);
+    // Verification builds llama.cpp twice (the sys crate itself, then the overlay's copy that
+    // its dependents share): one CPU variant each is enough there; the eight are proven by
+    // build-support/check-cpu-variants.
+    if std::env::var_os("EMBER_LLAMA_CPU_VARIANTS").is_none() {
+        cmd.env("EMBER_LLAMA_CPU_VARIANTS", "x64");
+    }
+    let started = std::time::Instant::now();
+    run_cargo(&root, &mut cmd, &package)?;
+    eprintln!(
+        "cargo {} took {:.0} s",
+        package.join(" "),
+        started.elapsed().as_secs_f64()
+    );
+
+    let dir = target_dir(&root).join("package");
+    let mut too_big = Vec::new();
+    println!("| crate | .crate MB | files |");
+    println!("|---|---|---|");
+    for name in CRATES {
+        let krate = dir.join(format!("{name}-{version}.crate"));
+        let size = fs::metadata(&krate)
+            .with_context(|| format!("{} was not written", krate.display()))?
+            .len();
+        println!(
+            "| {name} | {:.2} | {} |",
+            size as f64 / 1e6,
+            count_files(&krate)?
+        );
+        if size > MAX_CRATE_BYTES {
+            too_big.push(format!("{name} ({size} bytes)"));
+        }
+    }
+    if !too_big.is_empty() {
+        bail!(
+            "over crates.io's {MAX_CRATE_BYTES}-byte limit: {}; trim the crate's `include`",
+            too_big.join(", ")
+        );
+    }
+    println!("packages in {}", dir.display());
     Ok(())
+}
+
+/// Removes the ember crates that an earlier run's verification unpacked from the overlay
+/// registry into `$CARGO_HOME/registry/src/<registry>/`. Cargo never unpacks a registry crate
+/// twice: the version stays 0.1.0 from run to run, so without this a dependent would be
+/// verified against the sources packaged the first time (seen: an edited README stayed old).
+/// Unpacked again, the files are new and their builds are redone.
+fn forget_unpacked(version: &str) -> Result<()> {
+    let home = match std::env::var_os("CARGO_HOME") {
+        Some(home) => PathBuf::from(home),
+        None => PathBuf::from(std::env::var_os("HOME").context("neither CARGO_HOME nor HOME")?)
+            .join(".cargo"),
+    };
+    let Ok(registries) = fs::read_dir(home.join("registry/src")) else {
+        return Ok(());
+    };
+    for registry in registries {
+        let registry = registry?.path();
+        for name in CRATES {
+            let unpacked = registry.join(format!("{name}-{version}"));
+            if unpacked.is_dir() {
+                fs::remove_dir_all(&unpacked)
+                    .with_context(|| format!("removing {}", unpacked.display()))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Removes an earlier verification's builds of the packaged ember crates from the dev profile's
+/// folder (`target/debug`). A .crate's files carry one fixed mtime (2006, for reproducible
+/// .crate files), so neither cargo (registry crates are never rebuilt for their files) nor
+/// CMake would see that they changed. They are the units whose dep-info (`deps/*.d`,
+/// `build/*/*.d`) or build-script output (`build/*/output`: rerun-if-changed lines) names a
+/// path under `target/package/<crate>-<version>/` or `registry/src/*/<crate>-<version>/`;
+/// their fingerprints go, and a build script's whole folder (OUT_DIR: CMake's build of
+/// llama.cpp, which ccache makes quick to redo).
+fn forget_overlay_builds(profile: &Path, version: &str) -> Result<()> {
+    let marks: Vec<String> = CRATES
+        .iter()
+        .map(|name| format!("/{name}-{version}/"))
+        .collect();
+    let from_overlay = |file: &Path| -> bool {
+        fs::read(file).is_ok_and(|bytes| {
+            let text = String::from_utf8_lossy(&bytes);
+            text.lines().any(|line| {
+                marks.iter().any(|m| {
+                    line.contains(&format!("/package{m}"))
+                        || (line.contains("/registry/src/") && line.contains(m.as_str()))
+                })
+            })
+        })
+    };
+    let mut files = Vec::new();
+    for dir in [profile.join("deps"), profile.join("build")] {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry?.path();
+            if path.is_dir() {
+                for inner in fs::read_dir(&path)? {
+                    files.push(inner?.path());
+                }
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    let mut units = std::collections::BTreeSet::new();
+    for file in files {
+        let name = file
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        let is_dep_info = name.ends_with(".d");
+        if !(is_dep_info || name == "output") || !from_overlay(&file) {
+            continue;
+        }
+        // deps/ember_llama-<hash>.d, build/<pkg>-<hash>/build_script_main-<hash>.d,
+        // build/<pkg>-<hash>/output: the unit is <package>-<hash>.
+        let unit = if name == "output" || file.parent() != Some(&profile.join("deps")) {
+            file.parent().and_then(Path::file_name)
+        } else {
+            file.file_stem()
+        };
+        if let Some(unit) = unit {
+            units.insert(unit.to_string_lossy().replace('_', "-"));
+        }
+    }
+    for unit in &units {
+        for dir in [
+            profile.join(".fingerprint").join(unit),
+            profile.join("build").join(unit),
+        ] {
+            if dir.is_dir() {
+                fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+            }
+        }
+    }
+    if !units.is_empty() {
+        eprintln!(
+            "forgot {} build units of an earlier run's packaged crates",
+            units.len()
+        );
+    }
+    Ok(())
+}
+
+/// Files in a .crate (a gzipped tar), by `tar -tzf`.
+fn count_files(krate: &Path) -> Result<usize> {
+    let out = Command::new("tar")
+        .arg("-tzf")
+        .arg(krate)
+        .output()
+        .context("running tar")?;
+    if !out.status.success() {
+        bail!("tar could not list {}", krate.display());
+    }
+    Ok(out
+        .stdout
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .count())
 }
 
 fn stage_llama_cpp(root: &Path) -> Result<Stage> {
@@ -182,47 +333,9 @@ fn copy(from: &Path, to: &Path) -> Result<usize> {
     }
 }
 
-/// Unpacks the .crate and builds its library offline with the workspace's Cargo.lock (the
-/// registry cache is filled first, from the lock file: the build itself never downloads).
-fn verify(root: &Path, target: &Path, krate: &Path, name: &str) -> Result<()> {
-    cargo(root, &["fetch", "--locked"])?;
-    let work = target.join("package-check-probes");
-    let _ = fs::remove_dir_all(&work);
-    fs::create_dir_all(&work)?;
-    let status = Command::new("tar")
-        .arg("-xzf")
-        .arg(krate)
-        .arg("-C")
-        .arg(&work)
-        .status()?;
-    if !status.success() {
-        bail!("tar could not unpack {}", krate.display());
-    }
-    let dir = work.join(name);
-    fs::copy(root.join("Cargo.lock"), dir.join("Cargo.lock"))?;
-    // The unpacked crate lies under target/, inside this workspace: an empty [workspace]
-    // makes it a workspace of its own, as it is for a user.
-    let manifest = dir.join("Cargo.toml");
-    let text = fs::read_to_string(&manifest)?;
-    fs::write(&manifest, text + "\n[workspace]\n")?;
-    eprintln!("building {} offline, outside the workspace", dir.display());
-    let target_dir = work.join("target");
-    let status = Command::new(cargo_bin())
-        .args(["build", "--offline", "--lib"])
-        .current_dir(&dir)
-        .env("CARGO_TARGET_DIR", &target_dir)
-        .status()?;
-    if !status.success() {
-        bail!("the packaged crate does not build on its own (see above)");
-    }
-    eprintln!("ok: the packaged crate builds on its own");
-    Ok(())
-}
-
-fn cargo(root: &Path, args: &[&str]) -> Result<()> {
-    // stdout to stderr: the .crate's path is this task's only stdout.
-    let status = Command::new(cargo_bin())
-        .args(args)
+fn run_cargo(root: &Path, cmd: &mut Command, args: &[&str]) -> Result<()> {
+    // stdout to stderr: the size table is this task's stdout.
+    let status = cmd
         .current_dir(root)
         .stdout(std::io::stderr())
         .status()

@@ -1,6 +1,6 @@
 //! docs.rs (`DOCS_RS` set): no network, no time or memory for eight builds of llama.cpp, and
 //! perhaps no CMake or libclang. Nothing native is built; the bindings are a real build's
-//! `OUT_DIR/bindings.rs`, which `cargo xtask package sys` stages into the packaged crate as
+//! `OUT_DIR/bindings.rs`, which `cargo xtask package` stages into the packaged crate as
 //! `docs-rs/bindings.rs`. Git does not keep it: it is derived from llama.cpp's headers (their
 //! comments included), and nothing of llama.cpp is committed.
 
@@ -19,7 +19,7 @@ pub fn bindings() -> Result<(), String> {
         return Err(format!(
             "{} is set, so llama.cpp is not built and the bindings come from {}, which is \
              missing. Stage it from a real build with `cargo xtask docs-rs stage` (`cargo xtask \
-             package sys` does this for the packaged crate), or unset {} to build llama.cpp.",
+             package` does this for the packaged crate), or unset {} to build llama.cpp.",
             env::DOCS_RS,
             staged.display(),
             env::DOCS_RS
