@@ -26,8 +26,9 @@ pub enum Task {
     Stage,
     /// Remove what `stage` copied.
     Unstage,
-    /// One line per package with `[package.metadata.docs.rs]`: its name, then the `cargo doc`
-    /// flags that metadata asks for (target, features, no-default-features, all-features).
+    /// One line per package with `[package.metadata.docs.rs]`: its name, its library's name
+    /// (the docs' folder), then the `cargo doc` flags that metadata asks for (target, features,
+    /// no-default-features, all-features).
     Plan,
 }
 
@@ -136,7 +137,19 @@ fn plan(root: &Path) -> Result<()> {
         if let Some(key) = meta.keys().find(|k| !KEYS.contains(&k.as_str())) {
             bail!("{name}: [package.metadata.docs.rs] `{key}` is not reproduced by this check");
         }
-        let mut line = vec![name.to_string()];
+        // The docs' folder is the library's name (ember-kit's is `ember`).
+        let lib = package["targets"]
+            .as_array()
+            .and_then(|targets| {
+                targets.iter().find(|t| {
+                    t["kind"]
+                        .as_array()
+                        .is_some_and(|kinds| kinds.iter().any(|k| k == "lib"))
+                })
+            })
+            .and_then(|t| t["name"].as_str())
+            .with_context(|| format!("{name} has docs.rs metadata but no library"))?;
+        let mut line = vec![name.to_string(), lib.to_string()];
         // docs.rs builds the first of `targets` by default, with `--target`.
         if let Some(target) = meta.get("targets").and_then(|t| t.get(0)) {
             let target = target.as_str().context("a target is not a string")?;
