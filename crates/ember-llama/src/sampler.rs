@@ -42,6 +42,7 @@ enum Stage {
         gbnf: String,
         root: String,
     },
+    LogitBias(Vec<(Token, f32)>),
 }
 
 impl Stage {
@@ -72,6 +73,7 @@ impl Stage {
 #[must_use]
 pub struct SamplerBuilder {
     stages: Vec<Stage>,
+    penalize_prompt: bool,
 }
 
 impl SamplerBuilder {
@@ -144,6 +146,23 @@ impl SamplerBuilder {
         self
     }
 
+    /// Adds `bias` to the logit of each listed token before the stages after it (OpenAI's
+    /// `logit_bias`: -100 all but bans a token, 100 all but forces it; `f32::NEG_INFINITY`
+    /// bans it). Ids must be in the vocabulary ([`SamplerBuilder::build`] checks).
+    pub fn logit_bias(mut self, biases: impl IntoIterator<Item = (Token, f32)>) -> Self {
+        self.stages
+            .push(Stage::LogitBias(biases.into_iter().collect()));
+        self
+    }
+
+    /// Whether a generation's prompt counts as text already seen: its tokens are fed to the
+    /// stages after the grammar when the generation starts, so penalties count them, as
+    /// llama-server does. Off by default (penalties see only generated tokens).
+    pub fn penalize_prompt(mut self, on: bool) -> Self {
+        self.penalize_prompt = on;
+        self
+    }
+
     /// Mirostat 1.0 (selects the token): target surprise `tau`, learning rate `eta`, `m`
     /// tokens for the estimate (100 in the paper).
     pub fn mirostat(mut self, seed: u32, tau: f32, eta: f32, m: i32) -> Self {
@@ -203,15 +222,16 @@ impl SamplerBuilder {
         let chain = unsafe { sys::llama_sampler_chain_init(params) };
         let chain = NonNull::new(chain)
             .ok_or_else(|| Error::InvalidSampler("llama.cpp could not create a chain".into()))?;
-        let sampler = Sampler {
-            raw: chain,
-            model: Arc::clone(model),
-        };
         // Grammar stages first (see `grammar`), the others in the order given.
         let (grammars, others): (Vec<&Stage>, Vec<&Stage>) = self
             .stages
             .iter()
             .partition(|stage| matches!(stage, Stage::Grammar { .. }));
+        let sampler = Sampler {
+            raw: chain,
+            model: Arc::clone(model),
+            prompt_from: self.penalize_prompt.then_some(grammars.len() as i32),
+        };
         for stage in grammars.into_iter().chain(others) {
             let raw = stage_raw(stage, model)?;
             // SAFETY: `raw` is a new, non-null sampler; the chain takes ownership of it.
@@ -247,6 +267,14 @@ fn validate(stage: &Stage) -> Result<()> {
         Stage::MirostatV2 { tau, eta, .. } if !(finite(tau) && finite(eta)) => {
             bad("mirostat v2: tau and eta finite")
         }
+        // -inf bans a token; NaN or +inf would poison every later stage's arithmetic.
+        Stage::LogitBias(ref biases)
+            if biases
+                .iter()
+                .any(|&(_, b)| b.is_nan() || b == f32::INFINITY) =>
+        {
+            bad("logit bias: each bias must be a number or -inf")
+        }
         _ => Ok(()),
     }
 }
@@ -278,6 +306,24 @@ fn stage_raw(stage: &Stage, model: &Model) -> Result<NonNull<sys::llama_sampler>
             }
             Stage::MirostatV2 { seed, tau, eta } => {
                 sys::llama_sampler_init_mirostat_v2(*seed, *tau, *eta)
+            }
+            Stage::LogitBias(biases) => {
+                if let Some((token, _)) = biases.iter().find(|(t, _)| !(0..n_vocab).contains(&t.0))
+                {
+                    return Err(Error::InvalidSampler(format!(
+                        "logit bias: token {} is not in the vocabulary (0..{n_vocab})",
+                        token.0
+                    )));
+                }
+                let raw: Vec<sys::llama_logit_bias> = biases
+                    .iter()
+                    .map(|&(token, bias)| sys::llama_logit_bias {
+                        token: token.0,
+                        bias,
+                    })
+                    .collect();
+                // llama.cpp copies the array.
+                sys::llama_sampler_init_logit_bias(n_vocab, raw.len() as i32, raw.as_ptr())
             }
             Stage::Grammar { gbnf, root } => {
                 let gbnf_c: CString = c_string("grammar", gbnf)?;
@@ -312,6 +358,9 @@ pub struct Sampler {
     raw: NonNull<sys::llama_sampler>,
     /// Keeps the vocabulary a grammar stage points into alive.
     model: Arc<Model>,
+    /// With [`SamplerBuilder::penalize_prompt`]: the first stage after the grammars, from
+    /// which [`Sampler::start`] feeds the prompt.
+    prompt_from: Option<i32>,
 }
 
 // SAFETY: the chain (and the stages it owns) is only used through `&mut self`; llama.cpp
@@ -355,6 +404,26 @@ impl Sampler {
         Ok(Token(token))
     }
 
+    /// Resets the chain for a generation from `prompt`: with
+    /// [`SamplerBuilder::penalize_prompt`], the stages after the grammar then take the
+    /// prompt's tokens as seen (the grammar never does: it constrains the output only).
+    pub fn start(&mut self, prompt: &[Token]) {
+        self.reset();
+        let Some(from) = self.prompt_from else { return };
+        // SAFETY: valid chain, exclusively borrowed; `i` is below the chain's length, so
+        // chain_get returns a stage the chain owns; accept takes any token id (the
+        // generators checked the prompt's against the vocabulary).
+        unsafe {
+            let n = sys::llama_sampler_chain_n(self.raw.as_ptr());
+            for i in from..n {
+                let stage = sys::llama_sampler_chain_get(self.raw.as_ptr(), i);
+                for &token in prompt {
+                    sys::llama_sampler_accept(stage, token.0);
+                }
+            }
+        }
+    }
+
     /// Resets the chain's state (penalty history, grammar, mirostat).
     pub fn reset(&mut self) {
         // SAFETY: valid chain, exclusively borrowed.
@@ -391,6 +460,7 @@ mod tests {
         let mut sampler = Sampler {
             raw: NonNull::new(chain).unwrap(),
             model: Arc::clone(&model),
+            prompt_from: None,
         };
         let grammar = Stage::Grammar {
             gbnf: "root ::= \"\u{1F600}\u{1F600}\"".into(),

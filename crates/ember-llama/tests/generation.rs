@@ -239,3 +239,47 @@ fn seeded_sampling_is_reproducible() {
         .mirostat(3, 5.0, 0.1, 100);
     assert_eq!(run(&mirostat1).len(), 8);
 }
+
+/// `penalize_prompt`: the prompt's tokens count for the penalties (llama-server's behaviour),
+/// so a greedy continuation of a repeated word leaves it from the first token; without it the
+/// first token is the repeated word, penalised only once generated. A logit bias acts before
+/// the greedy pick, and an id outside the vocabulary is refused.
+#[test]
+fn penalties_can_count_the_prompt_and_logit_bias_moves_the_pick() {
+    let Some(model) = common::model() else { return };
+    let params = ContextParams::default().with_n_ctx(256).with_threads(2);
+    let mut ctx = Context::new(&model, &params).unwrap();
+    let prompt = "one one one one one one one one";
+    let options = GenerateOptions::default().with_max_tokens(1);
+    let mut first = |builder: SamplerBuilder| {
+        let mut sampler = builder.select_greedy().build(&model).unwrap();
+        let mut generation = ctx.generate(&mut sampler, prompt, &options).unwrap();
+        generation.collect_text().unwrap()
+    };
+    let plain = first(SamplerBuilder::new());
+    assert_eq!(plain, " one");
+    let generated_only = first(SamplerBuilder::new().penalties(64, 3.0, 0.0, 0.0));
+    assert_eq!(generated_only, " one", "nothing generated yet to penalise");
+    let with_prompt = first(
+        SamplerBuilder::new()
+            .penalties(64, 3.0, 0.0, 0.0)
+            .penalize_prompt(true),
+    );
+    assert_ne!(with_prompt, " one", "the prompt's ' one' was not penalised");
+
+    let banana = model.tokenize(" banana", false, false).unwrap()[0];
+    let forced = first(SamplerBuilder::new().logit_bias([(banana, 100.0)]));
+    assert_eq!(forced, " banana");
+    let err = SamplerBuilder::new()
+        .logit_bias([(Token(model.n_vocab()), 1.0)])
+        .select_greedy()
+        .build(&model)
+        .unwrap_err();
+    assert!(err.to_string().contains("not in the vocabulary"), "{err}");
+    let err = SamplerBuilder::new()
+        .logit_bias([(banana, f32::NAN)])
+        .select_greedy()
+        .build(&model)
+        .unwrap_err();
+    assert!(err.to_string().contains("logit bias"), "{err}");
+}

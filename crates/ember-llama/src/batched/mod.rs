@@ -294,7 +294,8 @@ impl BatchGenerator {
         self.last_step
     }
 
-    /// Starts a sequence from `prompt` with its own `sampler` (reset here) and `options`
+    /// Starts a sequence from `prompt` with its own `sampler` ([`Sampler::start`]ed here) and
+    /// `options`
     /// (their special-token settings for the prompt do not apply: the prompt is tokens).
     /// Its prompt is decoded from the next step on.
     ///
@@ -348,7 +349,7 @@ impl BatchGenerator {
         }
         let slot = &mut self.slots[place.slot];
         slot.cached = prompt[..reused].to_vec();
-        sampler.reset();
+        sampler.start(&prompt);
         let id = SequenceId(self.next_id);
         self.next_id += 1;
         self.clock += 1;

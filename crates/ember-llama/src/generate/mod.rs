@@ -122,7 +122,7 @@ impl Context {
         }
         self.cancel_handle().reset();
         self.clear_kv();
-        sampler.reset();
+        sampler.start(prompt);
         let n_batch = self.n_batch() as usize;
         let mut batch = Batch::new(n_batch.min(prompt.len()), 1);
         let start = Instant::now();
