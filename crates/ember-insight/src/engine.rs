@@ -345,23 +345,50 @@ fn token_logprobs(model: &Model, lp: &ember_llama::Logprobs) -> TokenLogprobs {
     }
 }
 
-/// The sampler chain of a request: the grammar constrains the candidates first; the last
-/// stage picks the token.
+/// The sampler chain of a request: the grammar constrains the candidates first; then, in
+/// llama-server's order, logit bias, penalties, top-k, typical, top-p, min-p, temperature;
+/// the last stage picks the token (greedy at temperature 0, after the bias and penalties,
+/// which change which token is most likely).
 fn sampler(model: &Arc<Model>, req: &GenRequest) -> anyhow::Result<ember_llama::Sampler> {
     let mut builder = SamplerBuilder::new();
+    let stages = &req.stages;
     if let Some(g) = &req.grammar {
-        // The penalty keeps a small model from looping inside a JSON string. No top-k
-        // before the grammar: if it left no token the grammar accepts, llama.cpp would
-        // throw through the C API and abort.
-        builder = builder.penalties(64, 1.3, 0.0, 0.0).grammar(g, "root");
+        // No top-k before the grammar: if it left no token the grammar accepts, llama.cpp
+        // would throw through the C API and abort.
+        builder = builder.grammar(g, "root");
     }
-    builder = if req.temperature <= 0.0 {
-        builder.select_greedy()
-    } else {
-        if req.top_p < 1.0 {
-            builder = builder.top_p(req.top_p, 1);
+    if !stages.logit_bias.is_empty() {
+        builder = builder.logit_bias(stages.logit_bias.iter().copied());
+    }
+    match (stages.penalties, req.grammar.is_some()) {
+        // The client's penalties count the prompt too, as llama-server's do.
+        (Some(p), _) => {
+            builder = builder
+                .penalties(p.last_n, p.repeat, p.frequency, p.presence)
+                .penalize_prompt(true);
         }
-        builder.temperature(req.temperature).seeded(req.seed)
-    };
-    Ok(builder.build(model)?)
+        // Unless the client chose penalties, one keeps a small model from looping inside a
+        // JSON string.
+        (None, true) => builder = builder.penalties(64, 1.3, 0.0, 0.0),
+        (None, false) => {}
+    }
+    if req.temperature <= 0.0 {
+        return Ok(builder.select_greedy().build(model)?);
+    }
+    if let Some(k) = stages.top_k {
+        builder = builder.top_k(k);
+    }
+    if let Some(p) = stages.typical_p {
+        builder = builder.typical(p, 1);
+    }
+    if req.top_p < 1.0 {
+        builder = builder.top_p(req.top_p, 1);
+    }
+    if let Some(p) = stages.min_p {
+        builder = builder.min_p(p, 1);
+    }
+    Ok(builder
+        .temperature(req.temperature)
+        .seeded(req.seed)
+        .build(model)?)
 }

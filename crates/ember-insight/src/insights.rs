@@ -317,6 +317,7 @@ pub fn generate(llm: &Llm, job: &InsightJob, max_tokens: usize) -> anyhow::Resul
         temperature: 0.0,
         top_p: 1.0,
         seed: 0,
+        stages: Default::default(),
         grammar: Some(grammar_for(&job.alert.subject.comm)),
         logprobs: None,
     };

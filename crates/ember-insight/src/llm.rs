@@ -34,11 +34,43 @@ pub struct GenRequest {
     pub top_p: f32,
     /// Seed of the random sampler.
     pub seed: u32,
+    /// The other stages of the chain (all off by default).
+    pub stages: SamplingStages,
     /// A GBNF grammar (root rule `root`).
     pub grammar: Option<String>,
     /// Report each token's log-probability and this many most likely alternatives
     /// ([`GenEvent::Token`]); `None`: off.
     pub logprobs: Option<usize>,
+}
+
+/// Sampling stages a request may add, llama-server's names and meanings; [`Default`] turns
+/// each off. They run in llama-server's order: logit bias, penalties, top-k, typical, top-p
+/// (in [`GenRequest`]), min-p, temperature.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SamplingStages {
+    /// Added to the listed tokens' logits.
+    pub logit_bias: Vec<(ember_llama::Token, f32)>,
+    /// Repetition penalties over the last tokens; `None` is off.
+    pub penalties: Option<Penalties>,
+    /// Keep the k most likely tokens.
+    pub top_k: Option<i32>,
+    /// Locally typical sampling with this mass.
+    pub typical_p: Option<f32>,
+    /// Keep tokens at least this fraction as likely as the most likely.
+    pub min_p: Option<f32>,
+}
+
+/// llama.cpp's penalties stage.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Penalties {
+    /// Tokens looked back at (-1: the whole context).
+    pub last_n: i32,
+    /// Divides a repeated token's logit (1.0 is off).
+    pub repeat: f32,
+    /// Subtracted per earlier occurrence.
+    pub frequency: f32,
+    /// Subtracted once for any earlier occurrence.
+    pub presence: f32,
 }
 
 /// A token's text and log-probability.

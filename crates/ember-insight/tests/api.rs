@@ -173,3 +173,91 @@ async fn completions_and_embeddings() {
         .unwrap();
     assert_eq!(r.status(), 400);
 }
+
+/// llama-server's spellings: `/health` (no token) says ok once the model serves, and the
+/// unprefixed routes answer as the `/v1` ones (greedy: the same text).
+#[tokio::test(flavor = "multi_thread")]
+async fn llama_server_routes_answer_as_the_v1_ones() {
+    let Some(model) = common::model() else { return };
+    let d = Daemon::start(
+        &[
+            "--model",
+            model.to_str().unwrap(),
+            "--probe-mode",
+            "procfs",
+            "--ctx-size",
+            "256",
+            "--token",
+            "s3cret",
+        ],
+        Some(common::NO_INSIGHTS),
+    );
+    let client = reqwest::Client::new();
+    // Polled as llama-server's clients do: 503 (loading) or 200, never a 401 or 404.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let resp = client.get(d.url("/health")).send().await;
+        if let Ok(resp) = resp {
+            let status = resp.status();
+            let body: Value = resp.json().await.unwrap();
+            if status == 200 {
+                assert_eq!(body, json!({"status": "ok"}));
+                break;
+            }
+            assert_eq!(status, 503, "{body}");
+            assert_eq!(body["error"]["type"], "unavailable_error", "{body}");
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "/health never said ok"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let v1: Value = client
+        .get(d.url("/v1/health"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v1, json!({"status": "ok"}));
+
+    let post = |path: &'static str, body: Value| {
+        let req = client.post(d.url(path)).bearer_auth("s3cret").json(&body);
+        async move {
+            let resp = req.send().await.unwrap();
+            assert_eq!(resp.status(), 200, "{path}");
+            resp.json::<Value>().await.unwrap()
+        }
+    };
+    let completion =
+        json!({"prompt": "The capital of France is", "max_tokens": 6, "temperature": 0});
+    let chat = json!({"messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 6, "temperature": 0});
+    let embed = json!({"input": "hello"});
+    assert_eq!(
+        post("/completions", completion.clone()).await["choices"][0]["text"],
+        post("/v1/completions", completion).await["choices"][0]["text"]
+    );
+    assert_eq!(
+        post("/chat/completions", chat.clone()).await["choices"][0]["message"],
+        post("/v1/chat/completions", chat).await["choices"][0]["message"]
+    );
+    assert_eq!(
+        post("/embeddings", embed.clone()).await["data"],
+        post("/v1/embeddings", embed).await["data"]
+    );
+    let models: Value = client
+        .get(d.url("/models"))
+        .bearer_auth("s3cret")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(models["data"][0]["id"], "gemma-3-270m-q4_k_m", "{models}");
+    // The aliases keep the token.
+    let resp = client.get(d.url("/models")).send().await.unwrap();
+    assert_eq!(resp.status(), 401);
+}

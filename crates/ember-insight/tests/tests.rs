@@ -14,5 +14,6 @@ mod limits;
 mod neighbour;
 mod ops;
 mod probes;
+mod sampling;
 mod storm;
 mod structured;

@@ -45,6 +45,13 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/completions", post(openai::completions))
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/embeddings", post(openai::embeddings))
+        // llama-server's spellings, which its clients (and its test suite) call.
+        .route("/health", get(openai::health))
+        .route("/v1/health", get(openai::health))
+        .route("/models", get(openai::models))
+        .route("/completions", post(openai::completions))
+        .route("/chat/completions", post(openai::chat_completions))
+        .route("/embeddings", post(openai::embeddings))
         .route("/tokenize", post(openai::tokenize))
         .route("/detokenize", post(openai::detokenize))
         .fallback(|| async {
@@ -125,15 +132,22 @@ async fn openai_errors(req: Request, next: Next) -> Response {
     out
 }
 
-/// Checks `Authorization: Bearer <token>` when a token is configured. `/healthz` and
-/// `/readyz` stay open so that orchestrators can probe without the secret, and the dashboard's
+/// The paths a token never guards: the probes (`/healthz`, `/readyz`, llama-server's
+/// `/health`) and the dashboard's page and files.
+pub(crate) fn is_open(path: &str) -> bool {
+    matches!(path, "/healthz" | "/readyz" | "/health" | "/v1/health") || ui::is_page(path)
+}
+
+/// Checks `Authorization: Bearer <token>` when a token is configured. `/healthz`, `/readyz`
+/// and llama-server's `/health` stay open so that orchestrators and clients can probe without
+/// the secret, and the dashboard's
 /// page and assets (no data; the page asks for the token) so that a browser can load them.
 async fn auth(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let Some(token) = state.config.token.as_deref().filter(|t| !t.is_empty()) else {
         return next.run(req).await;
     };
     let path = req.uri().path();
-    if path == "/healthz" || path == "/readyz" || ui::is_page(path) {
+    if is_open(path) {
         return next.run(req).await;
     }
     let given = req

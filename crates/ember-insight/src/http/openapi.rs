@@ -36,6 +36,7 @@ use super::{openai, ops, ui, AppState};
         ops::alerts,
         ops::insights,
         ops::metrics,
+        openai::health,
         openai::models,
         openai::completions,
         openai::chat_completions,
@@ -53,8 +54,8 @@ use super::{openai, ops, ui, AppState};
 )]
 struct Api;
 
-/// The optional bearer token (`--token`): every path but `/healthz`, `/readyz` and the
-/// dashboard's files asks for it when one is configured.
+/// The optional bearer token (`--token`): every path but the probes and the dashboard's files
+/// ([`super::is_open`]) asks for it when one is configured.
 struct Bearer;
 
 impl Modify for Bearer {
@@ -65,7 +66,7 @@ impl Modify for Bearer {
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
         for (path, item) in doc.paths.paths.iter_mut() {
-            if path == "/healthz" || path == "/readyz" || ui::is_page(path) {
+            if super::is_open(path) {
                 continue;
             }
             for op in [&mut item.get, &mut item.post].into_iter().flatten() {
@@ -133,6 +134,7 @@ mod tests {
             "/alerts",
             "/insights",
             "/metrics",
+            "/health",
             "/v1/models",
             "/v1/completions",
             "/v1/chat/completions",

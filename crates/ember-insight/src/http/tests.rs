@@ -65,6 +65,7 @@ async fn the_token_guards_every_path_but_the_probes() {
         "/status",
         "/metrics",
         "/v1/models",
+        "/models",
         "/processes",
         "/openapi.json",
     ] {
@@ -86,7 +87,13 @@ async fn the_token_guards_every_path_but_the_probes() {
         StatusCode::SERVICE_UNAVAILABLE,
         "no telemetry yet: {body}"
     );
-    assert_eq!(state.metrics.unauthorized.get(), 20);
+    // llama-server's probe too: 503 without a model, in its error type.
+    for path in ["/health", "/v1/health"] {
+        let (status, _, body) = call(&state, Method::GET, path, None, None).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{path}: {body}");
+        assert_error(path, status, &body, "unavailable_error");
+    }
+    assert_eq!(state.metrics.unauthorized.get(), 24);
 }
 
 #[tokio::test]

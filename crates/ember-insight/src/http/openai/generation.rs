@@ -10,7 +10,10 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use super::request::{OneOrMany, Sampling};
 use crate::engine::Priority;
 use crate::http::{ApiError, AppState};
-use crate::llm::{GenEvent, GenRequest, GenSummary, Llm, TokenLogprobs};
+use ember_llama::Token;
+use serde_json::Value;
+
+use crate::llm::{GenEvent, GenRequest, GenSummary, Llm, Penalties, SamplingStages, TokenLogprobs};
 use crate::metrics::EndpointLabel;
 
 pub(super) static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -38,13 +41,22 @@ pub(super) fn take_slot(
     })
 }
 
+/// How a generation's answer is sent.
+#[derive(Clone, Copy)]
+pub(super) struct Delivery {
+    /// Server-sent events.
+    pub(super) stream: bool,
+    /// With `stream`: a last chunk with `usage`.
+    pub(super) include_usage: bool,
+}
+
 pub(super) fn gen_request(
     state: &AppState,
     llm: &Llm,
     prompt: String,
-    s: Sampling,
+    mut s: Sampling,
     logprobs: Option<usize>,
-) -> Result<(GenRequest, bool), ApiError> {
+) -> Result<(GenRequest, Delivery), ApiError> {
     if logprobs.is_some_and(|n| n > 20) {
         return Err(ApiError::bad_request(
             "at most 20 alternatives per token (logprobs, top_logprobs)",
@@ -99,10 +111,28 @@ pub(super) fn gen_request(
             ))
         })?;
     }
-    let stops = s.stop.map(OneOrMany::into_vec).unwrap_or_default();
+    let stops = s.stop.take().map(OneOrMany::into_vec).unwrap_or_default();
     if stops.len() > 4 {
         return Err(ApiError::bad_request("at most 4 stop strings"));
     }
+    let stages = SamplingStages {
+        logit_bias: match &s.logit_bias {
+            None => Vec::new(),
+            Some(v) => logit_bias(llm, v)?,
+        },
+        penalties: penalties(&s, cfg.ctx_size)?,
+        top_k: match s.top_k {
+            None | Some(0) => None,
+            Some(k) if k > 0 => Some(k),
+            Some(_) => return Err(ApiError::bad_request("top_k must be 0 (off) or more")),
+        },
+        typical_p: unit_range("typical_p", s.typical_p)?.filter(|&p| p < 1.0),
+        min_p: unit_range("min_p", s.min_p)?.filter(|&p| p > 0.0),
+    };
+    let delivery = Delivery {
+        stream: s.stream,
+        include_usage: s.stream_options.is_some_and(|o| o.include_usage),
+    };
     let req = GenRequest {
         prompt,
         prompt_tokens: Some(tokens),
@@ -113,10 +143,167 @@ pub(super) fn gen_request(
         seed: s
             .seed
             .unwrap_or_else(|| NEXT_ID.load(Ordering::Relaxed) as u32),
+        stages,
         grammar,
         logprobs,
     };
-    Ok((req, s.stream))
+    Ok((req, delivery))
+}
+
+/// A probability mass or ratio: 0 to 1.
+fn unit_range(name: &str, value: Option<f32>) -> Result<Option<f32>, ApiError> {
+    match value {
+        Some(v) if !(0.0..=1.0).contains(&v) => {
+            Err(ApiError::bad_request(format!("{name} must be 0..=1")))
+        }
+        v => Ok(v),
+    }
+}
+
+/// The penalties stage, when any of its fields is given (llama-server's defaults for the
+/// others: repeat 1, frequency and presence 0, the last 64 tokens). The window is at most the
+/// context (`-1` means all of it): llama.cpp sizes the stage's history by it.
+fn penalties(s: &Sampling, ctx_size: u32) -> Result<Option<Penalties>, ApiError> {
+    if s.repeat_penalty.is_none()
+        && s.repeat_last_n.is_none()
+        && s.presence_penalty.is_none()
+        && s.frequency_penalty.is_none()
+    {
+        return Ok(None);
+    }
+    let p = Penalties {
+        last_n: s.repeat_last_n.unwrap_or(64),
+        repeat: s.repeat_penalty.unwrap_or(1.0),
+        frequency: s.frequency_penalty.unwrap_or(0.0),
+        presence: s.presence_penalty.unwrap_or(0.0),
+    };
+    let ctx = i32::try_from(ctx_size).unwrap_or(i32::MAX);
+    let p = Penalties {
+        last_n: match p.last_n {
+            -1 => ctx,
+            n if n < -1 => {
+                return Err(ApiError::bad_request(
+                    "repeat_last_n must be -1 (the whole context) or more",
+                ))
+            }
+            n => n.min(ctx),
+        },
+        ..p
+    };
+    // Finite: a number too large for f32 arrives as infinity.
+    if !(p.repeat > 0.0 && p.repeat.is_finite()) {
+        return Err(ApiError::bad_request("repeat_penalty must be above 0"));
+    }
+    for (name, v) in [
+        ("presence_penalty", p.presence),
+        ("frequency_penalty", p.frequency),
+    ] {
+        if !(-2.0..=2.0).contains(&v) {
+            return Err(ApiError::bad_request(format!("{name} must be -2..=2")));
+        }
+    }
+    Ok(Some(p))
+}
+
+/// At most this many biased tokens.
+const MAX_LOGIT_BIAS: usize = 1024;
+
+/// `logit_bias`: OpenAI's object from token id to bias, where llama-server also takes a text
+/// as the key (each of its tokens gets the bias), `false` as the bias (banned), and a list
+/// of `[key, bias]` pairs.
+fn logit_bias(llm: &Llm, value: &Value) -> Result<Vec<(Token, f32)>, ApiError> {
+    let n_vocab = llm.model().n_vocab();
+    let mut out = Vec::new();
+    let mut add = |key: Key<'_>, bias: &Value| -> Result<(), ApiError> {
+        let bias = match bias {
+            Value::Bool(false) => f32::NEG_INFINITY,
+            Value::Number(n) => match n.as_f64() {
+                Some(b) if (-100.0..=100.0).contains(&b) => b as f32,
+                _ => {
+                    return Err(ApiError::bad_request(
+                        "logit_bias: a bias must be -100..=100 or false",
+                    ))
+                }
+            },
+            _ => {
+                return Err(ApiError::bad_request(
+                    "logit_bias: a bias must be -100..=100 or false",
+                ))
+            }
+        };
+        let tokens = match key {
+            Key::Id(id) => {
+                if !(0..i64::from(n_vocab)).contains(&id) {
+                    return Err(ApiError::bad_request(format!(
+                        "logit_bias: token {id} is not in the vocabulary (0..{n_vocab})"
+                    )));
+                }
+                vec![Token(id as i32)]
+            }
+            Key::Text(text) => llm.model().tokenize(text, false, false).map_err(|e| {
+                ApiError::bad_request(format!("logit_bias: cannot tokenize {text:?}: {e}"))
+            })?,
+        };
+        for token in tokens {
+            out.push((token, bias));
+        }
+        if out.len() > MAX_LOGIT_BIAS {
+            return Err(ApiError::bad_request(format!(
+                "logit_bias: at most {MAX_LOGIT_BIAS} tokens"
+            )));
+        }
+        Ok(())
+    };
+    match value {
+        Value::Object(map) => {
+            for (key, bias) in map {
+                add(Key::of_str(key), bias)?;
+            }
+        }
+        Value::Array(pairs) => {
+            for pair in pairs {
+                let (key, bias) = match pair.as_array().map(Vec::as_slice) {
+                    Some([Value::Number(n), bias]) => match n.as_i64() {
+                        Some(id) => (Key::Id(id), bias),
+                        None => {
+                            return Err(ApiError::bad_request(
+                                "logit_bias: a token id is an integer",
+                            ))
+                        }
+                    },
+                    Some([Value::String(text), bias]) => (Key::Text(text), bias),
+                    _ => {
+                        return Err(ApiError::bad_request(
+                            "logit_bias: a list holds [token id or text, bias] pairs",
+                        ))
+                    }
+                };
+                add(key, bias)?;
+            }
+        }
+        _ => {
+            return Err(ApiError::bad_request(
+                "logit_bias: an object from token id to bias, or a list of [token, bias] pairs",
+            ))
+        }
+    }
+    Ok(out)
+}
+
+/// A `logit_bias` key: a token id, or a text to tokenize.
+enum Key<'a> {
+    Id(i64),
+    Text(&'a str),
+}
+
+impl<'a> Key<'a> {
+    /// An object's key: a token id when it is a decimal integer (OpenAI), else a text.
+    fn of_str(key: &'a str) -> Self {
+        match key.parse::<i64>() {
+            Ok(id) => Key::Id(id),
+            Err(_) => Key::Text(key),
+        }
+    }
 }
 
 /// Queues a generation in the engine; its text arrives on the returned receiver. A task

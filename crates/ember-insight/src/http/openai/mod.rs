@@ -27,7 +27,7 @@ use serde_json::json;
 
 pub use request::{
     ChatRequest, CompletionRequest, Content, EmbeddingsRequest, FormatKind, JsonSchemaFormat,
-    Message, OneOrMany, ResponseFormat, Sampling,
+    Message, OneOrMany, ResponseFormat, Sampling, StreamOptions,
 };
 pub use response::{
     AssistantMessage, ChatChoice, ChatCompletion, ChatLogprobs, ChatTokenLogprob, Completion,
@@ -38,10 +38,11 @@ pub use response::{
 use super::{ApiError, AppState, ErrorBody};
 use crate::llm::Llm;
 use crate::metrics::EndpointLabel;
+use crate::state::ModelState;
 use chat::chat_messages;
-use generation::{collect, gen_request, spawn_generation, take_slot, NEXT_ID};
+use generation::{collect, gen_request, spawn_generation, take_slot, Delivery, NEXT_ID};
 use response::{chat_logprobs, completion_logprobs, timings, usage};
-use sse::sse_response;
+use sse::{sse_response, UsageChunk};
 pub use tokens::{
     __path_detokenize, __path_tokenize, detokenize, tokenize, DetokenizeRequest,
     DetokenizeResponse, TokenizeRequest, TokenizeResponse,
@@ -92,7 +93,36 @@ enum GenerationErrors {
     NoModel(ErrorBody),
 }
 
-/// `GET /v1/models`.
+/// `/health`'s answer while the model serves.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct HealthOk {
+    /// `ok`.
+    status: &'static str,
+}
+
+/// `GET /health` (also `/v1/health`): llama-server's probe, which its clients poll before
+/// they send work: 200 once the model is loaded, else 503 in llama-server's error type
+/// (`unavailable_error`) with the reason. No token needed, as for `/healthz`.
+#[utoipa::path(get, path = "/health", tag = "openai", responses(
+    (status = 200, description = "the model is loaded and serves", body = HealthOk),
+    (status = 503, description = "no model is configured, or it is loading or failed to load", body = ErrorBody)))]
+pub async fn health(State(state): State<AppState>) -> Response {
+    match state.llm() {
+        Some(_) => Json(HealthOk { status: "ok" }).into_response(),
+        None => {
+            let why = match state.model_state() {
+                ModelState::Loading(path) => format!("Loading model {}", path.display()),
+                ModelState::Failed { path, error } => {
+                    format!("model {} failed to load: {error}", path.display())
+                }
+                _ => "no model is configured: start insightd with --model <GGUF>".into(),
+            };
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable_error", why).into_response()
+        }
+    }
+}
+
+/// `GET /v1/models` (also `/models`, llama-server's alias).
 #[utoipa::path(get, path = "/v1/models", tag = "openai", responses(
     (status = 200, description = "the loaded model, if one is", body = ModelList),
     (status = 401, description = "missing or wrong bearer token", body = ErrorBody)))]
@@ -117,9 +147,28 @@ pub async fn models(State(state): State<AppState>) -> Json<ModelList> {
     })
 }
 
-/// `POST /v1/completions`.
+/// The last chunk of a stream with `stream_options.include_usage`: OpenAI's shape, no
+/// choices and the request's `usage`.
+fn usage_chunk(
+    delivery: Delivery,
+    id: &str,
+    object: &'static str,
+    created: u64,
+    model: &str,
+) -> Option<UsageChunk> {
+    if !delivery.include_usage {
+        return None;
+    }
+    let (id, model) = (id.to_string(), model.to_string());
+    Some(Box::new(move |summary| {
+        json!({"id": id, "object": object, "created": created, "model": model,
+               "choices": [], "usage": usage(summary)})
+    }))
+}
+
+/// `POST /v1/completions` (also `/completions`, llama-server's alias).
 #[utoipa::path(post, path = "/v1/completions", tag = "openai", request_body = CompletionRequest, responses(
-    (status = 200, description = "the completion; with `stream`, server-sent events of the same shape without `usage`, then `[DONE]`",
+    (status = 200, description = "the completion; with `stream`, server-sent events of the same shape without `usage` (with `stream_options.include_usage`, a last one with only `usage`), then `[DONE]`",
      content((Completion = "application/json"), (String = "text/event-stream"))),
     GenerationErrors))]
 pub async fn completions(
@@ -133,20 +182,26 @@ pub async fn completions(
     }
     let prompt = prompts.remove(0);
     let logprobs = body.logprobs.map(|n| n as usize);
-    let (req, stream) = gen_request(&state, &llm, prompt, body.sampling, logprobs)?;
+    let (req, delivery) = gen_request(&state, &llm, prompt, body.sampling, logprobs)?;
     let permit = take_slot(&state, "completions")?;
     let id = format!("cmpl-{}", NEXT_ID.fetch_add(1, Ordering::Relaxed));
     let created = now_secs();
     let model = llm.name().to_string();
     let rx = spawn_generation(&state, llm, req, permit, "completions", id.clone());
-    if stream {
+    if delivery.stream {
+        let usage_chunk = usage_chunk(delivery, &id, "text_completion", created, &model);
         let mut offset = 0;
-        return Ok(sse_response(rx, None, move |text, finish, tokens| {
-            let lp = logprobs.map(|_| completion_logprobs(tokens, offset));
-            offset += text.map_or(0, |t| t.chars().count());
-            json!({"id": id, "object": "text_completion", "created": created, "model": model,
+        return Ok(sse_response(
+            rx,
+            None,
+            move |text, finish, tokens| {
+                let lp = logprobs.map(|_| completion_logprobs(tokens, offset));
+                offset += text.map_or(0, |t| t.chars().count());
+                json!({"id": id, "object": "text_completion", "created": created, "model": model,
                    "choices": [{"text": text.unwrap_or(""), "index": 0, "logprobs": lp, "finish_reason": finish}]})
-        }));
+            },
+            usage_chunk,
+        ));
     }
     let out = collect(rx).await?;
     Ok(Json(Completion {
@@ -166,9 +221,9 @@ pub async fn completions(
     .into_response())
 }
 
-/// `POST /v1/chat/completions`.
+/// `POST /v1/chat/completions` (also `/chat/completions`, llama-server's alias).
 #[utoipa::path(post, path = "/v1/chat/completions", tag = "openai", request_body = ChatRequest, responses(
-    (status = 200, description = "the answer; with `stream`, server-sent `chat.completion.chunk` events, then `[DONE]`",
+    (status = 200, description = "the answer; with `stream`, server-sent `chat.completion.chunk` events (with `stream_options.include_usage`, a last one with only `usage`), then `[DONE]`",
      content((ChatCompletion = "application/json"), (String = "text/event-stream"))),
     GenerationErrors))]
 pub async fn chat_completions(
@@ -185,13 +240,14 @@ pub async fn chat_completions(
         (false, None) => None,
         (false, Some(_)) => return Err(ApiError::bad_request("top_logprobs needs logprobs: true")),
     };
-    let (req, stream) = gen_request(&state, &llm, prompt, body.sampling, logprobs)?;
+    let (req, delivery) = gen_request(&state, &llm, prompt, body.sampling, logprobs)?;
     let permit = take_slot(&state, "chat_completions")?;
     let id = format!("chatcmpl-{}", NEXT_ID.fetch_add(1, Ordering::Relaxed));
     let created = now_secs();
     let model = llm.name().to_string();
     let rx = spawn_generation(&state, llm, req, permit, "chat_completions", id.clone());
-    if stream {
+    if delivery.stream {
+        let usage_chunk = usage_chunk(delivery, &id, "chat.completion.chunk", created, &model);
         let first = json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
             "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null}]});
         return Ok(sse_response(
@@ -206,6 +262,7 @@ pub async fn chat_completions(
                 json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
                    "choices": [{"index": 0, "delta": delta, "logprobs": lp, "finish_reason": finish}]})
             },
+            usage_chunk,
         ));
     }
     let out = collect(rx).await?;
@@ -229,7 +286,7 @@ pub async fn chat_completions(
     .into_response())
 }
 
-/// `POST /v1/embeddings`.
+/// `POST /v1/embeddings` (also `/embeddings`, llama-server's alias).
 #[utoipa::path(post, path = "/v1/embeddings", tag = "openai", request_body = EmbeddingsRequest, responses(
     (status = 200, description = "one vector per input", body = EmbeddingList),
     GenerationErrors))]

@@ -52,6 +52,45 @@ pub struct Sampling {
     /// What the output must be: plain text (default), any JSON object, or JSON valid
     /// against a schema (enforced by a grammar while sampling).
     pub(super) response_format: Option<ResponseFormat>,
+    /// Keep only the k most likely tokens (llama-server's `top_k`); 0 (default) keeps all.
+    #[schema(minimum = 0)]
+    pub(super) top_k: Option<i32>,
+    /// Keep tokens at least this fraction as likely as the most likely one, 0 to 1 (default
+    /// 0: off).
+    #[schema(minimum = 0, maximum = 1)]
+    pub(super) min_p: Option<f32>,
+    /// Locally typical sampling mass, 0 to 1 (default 1: off).
+    #[schema(minimum = 0, maximum = 1)]
+    pub(super) typical_p: Option<f32>,
+    /// Divides the logit of a token seen in the last `repeat_last_n` tokens, above 0 (default
+    /// 1: off; with a JSON `response_format` 1.3 unless given).
+    #[schema(exclusive_minimum = 0)]
+    pub(super) repeat_penalty: Option<f32>,
+    /// How many of the last tokens the penalties look at: -1 (the whole context) or more
+    /// (default 64).
+    #[schema(minimum = -1)]
+    pub(super) repeat_last_n: Option<i32>,
+    /// Subtracted from a token's logit once it appeared, -2 to 2 (default 0).
+    #[schema(minimum = -2, maximum = 2)]
+    pub(super) presence_penalty: Option<f32>,
+    /// Subtracted from a token's logit per time it appeared, -2 to 2 (default 0).
+    #[schema(minimum = -2, maximum = 2)]
+    pub(super) frequency_penalty: Option<f32>,
+    /// Added to the logits of tokens: an object from token id (or a text, whose tokens all
+    /// get the bias) to a bias from -100 to 100, or `false` to ban it; llama-server's list of
+    /// `[token or text, bias]` pairs too. At most 1024 tokens.
+    #[schema(value_type = Option<Object>)]
+    pub(super) logit_bias: Option<Value>,
+    /// With `stream`: `include_usage` adds a last chunk with `usage` and no choices.
+    pub(super) stream_options: Option<StreamOptions>,
+}
+
+/// `stream_options`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct StreamOptions {
+    /// Send a last chunk with the request's `usage` (OpenAI's streaming usage).
+    #[serde(default)]
+    pub(super) include_usage: bool,
 }
 
 /// `response_format`.
