@@ -53,6 +53,8 @@ struct Active {
     events: mpsc::UnboundedSender<GenEvent>,
     cancel: CancelHandle,
     client_gone: bool,
+    /// [`crate::llm::GenRequest::token_ids`].
+    token_ids: bool,
 }
 
 /// The handle the rest of the daemon submits to; the thread stops when it is dropped.
@@ -242,6 +244,7 @@ impl Runner {
                         events: job.events,
                         cancel: job.cancel,
                         client_gone: false,
+                        token_ids: job.req.token_ids,
                     },
                 );
             }
@@ -269,7 +272,11 @@ impl Runner {
                 let Some(a) = self.active.get_mut(&id) else {
                     return;
                 };
-                if let Some(lp) = logprobs.filter(|_| !self.model.is_eog(piece.token)) {
+                let eog = self.model.is_eog(piece.token);
+                if a.token_ids && !eog {
+                    let _ = a.events.send(GenEvent::Id(piece.token));
+                }
+                if let Some(lp) = logprobs.filter(|_| !eog) {
                     let _ = a
                         .events
                         .send(GenEvent::Token(token_logprobs(&self.model, &lp)));
@@ -295,8 +302,16 @@ impl Runner {
                     FinishReason::Cancelled => "cancelled",
                     _ => "stop",
                 };
+                let stop_type = match reason {
+                    _ if a.client_gone => "none",
+                    FinishReason::MaxTokens | FinishReason::ContextFull => "limit",
+                    FinishReason::Stop => "word",
+                    FinishReason::EndOfGeneration => "eos",
+                    _ => "none",
+                };
                 let summary = GenSummary {
                     finish_reason,
+                    stop_type,
                     prompt_tokens: stats.prompt_tokens,
                     cached_tokens: stats.cached_prompt_tokens,
                     completion_tokens: stats.generated_tokens,
@@ -333,6 +348,7 @@ fn token_logprobs(model: &Model, lp: &ember_llama::Logprobs) -> TokenLogprobs {
     let text = |t: &ember_llama::TokenLogprob| {
         let bytes = model.token_to_piece(t.token, false).unwrap_or_default();
         TokenText {
+            id: t.token.0,
             text: String::from_utf8_lossy(&bytes).into_owned(),
             bytes,
             // JSON has no -inf: a token the model rules out gets the lowest finite value.

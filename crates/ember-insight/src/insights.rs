@@ -320,6 +320,7 @@ pub fn generate(llm: &Llm, job: &InsightJob, max_tokens: usize) -> anyhow::Resul
         stages: Default::default(),
         grammar: Some(grammar_for(&job.alert.subject.comm)),
         logprobs: None,
+        token_ids: false,
     };
     let (out, summary) = llm.generate_blocking(req, Priority::Background)?;
     let body: InsightBody = serde_json::from_str(&out).with_context(|| {

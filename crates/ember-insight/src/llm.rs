@@ -41,6 +41,9 @@ pub struct GenRequest {
     /// Report each token's log-probability and this many most likely alternatives
     /// ([`GenEvent::Token`]); `None`: off.
     pub logprobs: Option<usize>,
+    /// Send each generated token's id ([`GenEvent::Id`]), as llama-server's `/completion`
+    /// returns them.
+    pub token_ids: bool,
 }
 
 /// Sampling stages a request may add, llama-server's names and meanings; [`Default`] turns
@@ -76,6 +79,8 @@ pub struct Penalties {
 /// A token's text and log-probability.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TokenText {
+    /// Its id in the vocabulary.
+    pub id: i32,
     /// Its text (invalid UTF-8 of a partial character replaced).
     pub text: String,
     /// Its bytes.
@@ -96,6 +101,9 @@ pub struct TokenLogprobs {
 /// What a generation sends.
 #[derive(Debug)]
 pub enum GenEvent {
+    /// A generated token's id (with [`GenRequest::token_ids`]), before the text of its step;
+    /// an end-of-generation token is not sent.
+    Id(ember_llama::Token),
     /// A sampled token's log-probabilities (with [`GenRequest::logprobs`]), before the
     /// text of its step.
     Token(TokenLogprobs),
@@ -112,6 +120,9 @@ pub enum GenEvent {
 pub struct GenSummary {
     /// OpenAI's name for why it ended (`stop`, `length`, `cancelled`).
     pub finish_reason: &'static str,
+    /// llama-server's (`stop_type`): `eos` (the model ended it), `word` (a stop string),
+    /// `limit` (max tokens or a full context) or `none` (cancelled).
+    pub stop_type: &'static str,
     /// Prompt tokens.
     pub prompt_tokens: usize,
     /// Of those, tokens reused from the KV cache (a prefix shared with an earlier prompt).
@@ -137,6 +148,8 @@ pub struct Llm {
     threads: (i32, String),
     engine: Engine,
     embed: Mutex<Option<Context>>,
+    /// The end-of-generation tokens (what `ignore_eos` bans), found on first use.
+    eog: std::sync::OnceLock<Vec<ember_llama::Token>>,
 }
 
 impl std::fmt::Debug for Llm {
@@ -222,6 +235,7 @@ impl Llm {
             threads: (threads, threads_reason),
             engine,
             embed: Mutex::new(None),
+            eog: std::sync::OnceLock::new(),
         })
     }
 
@@ -239,6 +253,16 @@ impl Llm {
     /// The chat template in use (a built-in name or the model's own text).
     pub fn template(&self) -> &str {
         &self.template
+    }
+
+    /// Every token of the vocabulary that ends a generation (EOS, EOT, ...).
+    pub fn eog_tokens(&self) -> &[ember_llama::Token] {
+        self.eog.get_or_init(|| {
+            (0..self.model.n_vocab())
+                .map(ember_llama::Token)
+                .filter(|&t| self.model.is_eog(t))
+                .collect()
+        })
     }
 
     /// The model.
@@ -330,7 +354,7 @@ impl Llm {
         while let Some(event) = rx.blocking_recv() {
             match event {
                 GenEvent::Text(t) => text.push_str(&t),
-                GenEvent::Token(_) => {}
+                GenEvent::Token(_) | GenEvent::Id(_) => {}
                 GenEvent::Done(summary) => return Ok((text, summary)),
                 GenEvent::Failed(e) => anyhow::bail!("generation failed: {e}"),
             }

@@ -175,7 +175,8 @@ async fn completions_and_embeddings() {
 }
 
 /// llama-server's spellings: `/health` (no token) says ok once the model serves, and the
-/// unprefixed routes answer as the `/v1` ones (greedy: the same text).
+/// unprefixed routes answer as the `/v1` ones (greedy: the same text), `/completions` and
+/// `/embeddings` in llama-server's own shapes as it answers them.
 #[tokio::test(flavor = "multi_thread")]
 async fn llama_server_routes_answer_as_the_v1_ones() {
     let Some(model) = common::model() else { return };
@@ -235,8 +236,10 @@ async fn llama_server_routes_answer_as_the_v1_ones() {
         json!({"prompt": "The capital of France is", "max_tokens": 6, "temperature": 0});
     let chat = json!({"messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 6, "temperature": 0});
     let embed = json!({"input": "hello"});
+    // llama-server routes its unprefixed /completions and /embeddings to its own API, not
+    // OpenAI's: the same text and vector in llama-server's shape.
     assert_eq!(
-        post("/completions", completion.clone()).await["choices"][0]["text"],
+        post("/completions", completion.clone()).await["content"],
         post("/v1/completions", completion).await["choices"][0]["text"]
     );
     assert_eq!(
@@ -244,8 +247,8 @@ async fn llama_server_routes_answer_as_the_v1_ones() {
         post("/v1/chat/completions", chat).await["choices"][0]["message"]
     );
     assert_eq!(
-        post("/embeddings", embed.clone()).await["data"],
-        post("/v1/embeddings", embed).await["data"]
+        post("/embeddings", embed.clone()).await[0]["embedding"][0],
+        post("/v1/embeddings", embed).await["data"][0]["embedding"]
     );
     let models: Value = client
         .get(d.url("/models"))

@@ -11,6 +11,7 @@ mod errors;
 mod grafana;
 mod injection;
 mod limits;
+mod native;
 mod neighbour;
 mod ops;
 mod probes;

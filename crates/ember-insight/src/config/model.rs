@@ -75,6 +75,11 @@ pub struct ModelConfig {
     pub max_tokens: usize,
     /// `max_tokens` when a request gives none.
     pub default_max_tokens: usize,
+    /// `temperature` when a request gives none, 0 to 2 (llama-server's `--temp`).
+    pub temperature: f32,
+    /// `seed` when a request gives none (llama-server's `--seed`); without it each request
+    /// gets its own.
+    pub seed: Option<u32>,
 }
 
 impl Default for ModelConfig {
@@ -91,6 +96,8 @@ impl Default for ModelConfig {
             kv_unified: true,
             max_tokens: 1024,
             default_max_tokens: 128,
+            temperature: 0.8,
+            seed: None,
         }
     }
 }

@@ -62,6 +62,9 @@ impl Config {
             1,
             m.max_tokens,
         )?;
+        if !(0.0..=2.0).contains(&m.temperature) {
+            bail!("model.temperature must be 0..=2, not {}", m.temperature);
+        }
         let l = &self.limits;
         within("limits.body_bytes", l.body_bytes, 1, 64 << 20)?;
         within("limits.sse_queue", l.sse_queue, 1, 1 << 20)?;

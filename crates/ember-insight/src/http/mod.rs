@@ -49,9 +49,12 @@ pub fn app(state: AppState) -> Router {
         .route("/health", get(openai::health))
         .route("/v1/health", get(openai::health))
         .route("/models", get(openai::models))
-        .route("/completions", post(openai::completions))
+        .route("/props", get(openai::props))
+        .route("/completion", post(openai::completion))
+        .route("/completions", post(openai::completion))
         .route("/chat/completions", post(openai::chat_completions))
-        .route("/embeddings", post(openai::embeddings))
+        .route("/embedding", post(openai::native_embeddings))
+        .route("/embeddings", post(openai::native_embeddings))
         .route("/tokenize", post(openai::tokenize))
         .route("/detokenize", post(openai::detokenize))
         .fallback(|| async {
@@ -138,7 +141,8 @@ pub(crate) fn is_open(path: &str) -> bool {
     matches!(path, "/healthz" | "/readyz" | "/health" | "/v1/health") || ui::is_page(path)
 }
 
-/// Checks `Authorization: Bearer <token>` when a token is configured. `/healthz`, `/readyz`
+/// Checks `Authorization: Bearer <token>` (or `X-Api-Key: <token>`) when a token is
+/// configured. `/healthz`, `/readyz`
 /// and llama-server's `/health` stay open so that orchestrators and clients can probe without
 /// the secret, and the dashboard's
 /// page and assets (no data; the page asks for the token) so that a browser can load them.
@@ -150,11 +154,13 @@ async fn auth(State(state): State<AppState>, req: Request, next: Next) -> Respon
     if is_open(path) {
         return next.run(req).await;
     }
-    let given = req
-        .headers()
+    // `Authorization: Bearer`, or `X-Api-Key` as llama-server also takes it.
+    let headers = req.headers();
+    let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
+        .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
         .unwrap_or("");
     if constant_time_eq(given.as_bytes(), token.as_bytes()) {
         return next.run(req).await;

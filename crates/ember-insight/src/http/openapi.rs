@@ -39,10 +39,13 @@ use super::{openai, ops, ui, AppState};
         openai::health,
         openai::models,
         openai::completions,
+        openai::completion,
         openai::chat_completions,
         openai::embeddings,
         openai::tokenize,
         openai::detokenize,
+        openai::props,
+        openai::native_embeddings,
         document,
     ),
     modifiers(&Bearer),
@@ -139,6 +142,9 @@ mod tests {
             "/v1/completions",
             "/v1/chat/completions",
             "/v1/embeddings",
+            "/completion",
+            "/embedding",
+            "/props",
             "/openapi.json",
             "/",
             "/ui/{file}",
@@ -147,7 +153,13 @@ mod tests {
             assert!(paths.contains_key(p), "{p} is missing");
         }
         // The model endpoints name every error they can send.
-        for p in ["/v1/completions", "/v1/chat/completions", "/v1/embeddings"] {
+        for p in [
+            "/v1/completions",
+            "/v1/chat/completions",
+            "/v1/embeddings",
+            "/completion",
+            "/embedding",
+        ] {
             let codes: Vec<&str> = paths[p]["post"]["responses"]
                 .as_object()
                 .unwrap()

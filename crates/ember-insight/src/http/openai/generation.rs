@@ -41,6 +41,14 @@ pub(super) fn take_slot(
     })
 }
 
+/// A prompt as a request gives it.
+pub(super) enum PromptInput {
+    /// Text, tokenized with the model's BOS and its special-token texts parsed.
+    Text(String),
+    /// Token ids (llama-server's `/completion`), each checked against the vocabulary.
+    Tokens(Vec<Token>),
+}
+
 /// How a generation's answer is sent.
 #[derive(Clone, Copy)]
 pub(super) struct Delivery {
@@ -53,7 +61,7 @@ pub(super) struct Delivery {
 pub(super) fn gen_request(
     state: &AppState,
     llm: &Llm,
-    prompt: String,
+    prompt: PromptInput,
     mut s: Sampling,
     logprobs: Option<usize>,
 ) -> Result<(GenRequest, Delivery), ApiError> {
@@ -67,7 +75,8 @@ pub(super) fn gen_request(
     }
     // OpenAI's ranges. Beyond them the sampler's arithmetic breaks: a huge temperature
     // turns a grammar's excluded tokens (-inf / inf) into NaN.
-    let temperature = s.temperature.unwrap_or(0.8);
+    let cfg = &state.config.model;
+    let temperature = s.temperature.unwrap_or(cfg.temperature);
     if !(0.0..=2.0).contains(&temperature) {
         return Err(ApiError::bad_request("temperature must be 0..=2"));
     }
@@ -75,7 +84,6 @@ pub(super) fn gen_request(
     if !(0.0..=1.0).contains(&top_p) {
         return Err(ApiError::bad_request("top_p must be 0..=1"));
     }
-    let cfg = &state.config.model;
     let max_tokens = s
         .max_tokens
         .or(s.max_completion_tokens)
@@ -87,16 +95,37 @@ pub(super) fn gen_request(
         )));
     }
     // Tokenized once, here: the engine decodes these tokens.
-    let tokens = llm
-        .model()
-        .tokenize(&prompt, true, true)
-        .map_err(|e| ApiError::bad_request(format!("cannot tokenize the prompt: {e}")))?;
-    if tokens.is_empty() || tokens.len() >= cfg.ctx_size as usize {
-        return Err(ApiError::bad_request(format!(
-            "the prompt has {} tokens; the context holds {} (model.ctx_size)",
-            tokens.len(),
-            cfg.ctx_size
-        )));
+    let (prompt, tokens) = match prompt {
+        PromptInput::Text(text) => {
+            let tokens = llm
+                .model()
+                .tokenize(&text, true, true)
+                .map_err(|e| ApiError::bad_request(format!("cannot tokenize the prompt: {e}")))?;
+            (text, tokens)
+        }
+        PromptInput::Tokens(tokens) => {
+            for &t in &tokens {
+                llm.model()
+                    .check_token(t)
+                    .map_err(|e| ApiError::bad_request(format!("prompt: {e}")))?;
+            }
+            (String::new(), tokens)
+        }
+    };
+    if tokens.is_empty() {
+        return Err(ApiError::bad_request("the prompt is empty"));
+    }
+    if tokens.len() >= cfg.ctx_size as usize {
+        // llama-server's error type for the same refusal, which its clients look for.
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "exceed_context_size_error",
+            format!(
+                "the prompt has {} tokens; the context holds {} (model.ctx_size)",
+                tokens.len(),
+                cfg.ctx_size
+            ),
+        ));
     }
     let grammar = match &s.response_format {
         None => None,
@@ -142,10 +171,12 @@ pub(super) fn gen_request(
         top_p,
         seed: s
             .seed
+            .or(cfg.seed)
             .unwrap_or_else(|| NEXT_ID.load(Ordering::Relaxed) as u32),
         stages,
         grammar,
         logprobs,
+        token_ids: false,
     };
     Ok((req, delivery))
 }
@@ -348,9 +379,12 @@ pub(super) fn spawn_generation(
                 }
             };
             let Some(event) = event else { break };
-            let last = !matches!(event, GenEvent::Text(_) | GenEvent::Token(_));
+            let last = !matches!(
+                event,
+                GenEvent::Text(_) | GenEvent::Token(_) | GenEvent::Id(_)
+            );
             match &event {
-                GenEvent::Text(_) | GenEvent::Token(_) => {}
+                GenEvent::Text(_) | GenEvent::Token(_) | GenEvent::Id(_) => {}
                 GenEvent::Done(summary) => {
                     m.prompt_tokens.inc_by(summary.prompt_tokens as u64);
                     m.generated_tokens.inc_by(summary.completion_tokens as u64);
@@ -383,6 +417,8 @@ pub(super) struct Collected {
     pub(super) summary: GenSummary,
     /// With `logprobs`, one per token.
     pub(super) tokens: Vec<TokenLogprobs>,
+    /// With `token_ids`, the generated tokens.
+    pub(super) ids: Vec<Token>,
 }
 
 pub(super) async fn collect(
@@ -390,15 +426,18 @@ pub(super) async fn collect(
 ) -> Result<Collected, ApiError> {
     let mut text = String::new();
     let mut tokens = Vec::new();
+    let mut ids = Vec::new();
     while let Some(ev) = rx.recv().await {
         match ev {
             GenEvent::Text(t) => text.push_str(&t),
             GenEvent::Token(t) => tokens.push(t),
+            GenEvent::Id(id) => ids.push(id),
             GenEvent::Done(summary) => {
                 return Ok(Collected {
                     text,
                     summary,
                     tokens,
+                    ids,
                 })
             }
             GenEvent::Failed(e) => {

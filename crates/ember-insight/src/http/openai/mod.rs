@@ -10,6 +10,8 @@
 
 mod chat;
 mod generation;
+mod native;
+mod props;
 mod request;
 mod response;
 mod sse;
@@ -40,13 +42,21 @@ use crate::llm::Llm;
 use crate::metrics::EndpointLabel;
 use crate::state::ModelState;
 use chat::chat_messages;
-use generation::{collect, gen_request, spawn_generation, take_slot, Delivery, NEXT_ID};
+use generation::{
+    collect, gen_request, spawn_generation, take_slot, Delivery, PromptInput, NEXT_ID,
+};
+pub use native::{__path_completion, completion, NativeCompletionRequest};
+pub use props::{__path_props, props};
 use response::{chat_logprobs, completion_logprobs, timings, usage};
-use sse::{sse_response, UsageChunk};
+use sse::{sse_response, Ending, Step, UsageChunk};
 pub use tokens::{
     __path_detokenize, __path_tokenize, detokenize, tokenize, DetokenizeRequest,
-    DetokenizeResponse, TokenizeRequest, TokenizeResponse,
+    DetokenizeResponse, TokenEntry, TokenizeRequest, TokenizeResponse,
 };
+
+/// `system_fingerprint` of every completion: which server build answered (llama-server's is
+/// `b<build>-<commit>`).
+pub(crate) const SYSTEM_FINGERPRINT: &str = concat!("b", env!("CARGO_PKG_VERSION"), "-insightd");
 
 fn now_secs() -> u64 {
     SystemTime::now()
@@ -162,6 +172,7 @@ fn usage_chunk(
     let (id, model) = (id.to_string(), model.to_string());
     Some(Box::new(move |summary| {
         json!({"id": id, "object": object, "created": created, "model": model,
+               "system_fingerprint": SYSTEM_FINGERPRINT,
                "choices": [], "usage": usage(summary)})
     }))
 }
@@ -182,7 +193,13 @@ pub async fn completions(
     }
     let prompt = prompts.remove(0);
     let logprobs = body.logprobs.map(|n| n as usize);
-    let (req, delivery) = gen_request(&state, &llm, prompt, body.sampling, logprobs)?;
+    let (req, delivery) = gen_request(
+        &state,
+        &llm,
+        PromptInput::Text(prompt),
+        body.sampling,
+        logprobs,
+    )?;
     let permit = take_slot(&state, "completions")?;
     let id = format!("cmpl-{}", NEXT_ID.fetch_add(1, Ordering::Relaxed));
     let created = now_secs();
@@ -194,13 +211,16 @@ pub async fn completions(
         return Ok(sse_response(
             rx,
             None,
-            move |text, finish, tokens| {
-                let lp = logprobs.map(|_| completion_logprobs(tokens, offset));
-                offset += text.map_or(0, |t| t.chars().count());
+            move |step: Step<'_>| {
+                let lp = logprobs.map(|_| completion_logprobs(step.logprobs, offset));
+                offset += step.text.map_or(0, |t| t.chars().count());
+                let finish = step.done.map(|s| s.finish_reason);
                 json!({"id": id, "object": "text_completion", "created": created, "model": model,
-                   "choices": [{"text": text.unwrap_or(""), "index": 0, "logprobs": lp, "finish_reason": finish}]})
+                   "system_fingerprint": SYSTEM_FINGERPRINT,
+                   "choices": [{"text": step.text.unwrap_or(""), "index": 0, "logprobs": lp, "finish_reason": finish}]})
             },
             usage_chunk,
+            Ending::Done,
         ));
     }
     let out = collect(rx).await?;
@@ -209,6 +229,7 @@ pub async fn completions(
         object: "text_completion",
         created,
         model,
+        system_fingerprint: SYSTEM_FINGERPRINT,
         choices: vec![CompletionChoice {
             index: 0,
             logprobs: logprobs.map(|_| completion_logprobs(&out.tokens, 0)),
@@ -240,7 +261,13 @@ pub async fn chat_completions(
         (false, None) => None,
         (false, Some(_)) => return Err(ApiError::bad_request("top_logprobs needs logprobs: true")),
     };
-    let (req, delivery) = gen_request(&state, &llm, prompt, body.sampling, logprobs)?;
+    let (req, delivery) = gen_request(
+        &state,
+        &llm,
+        PromptInput::Text(prompt),
+        body.sampling,
+        logprobs,
+    )?;
     let permit = take_slot(&state, "chat_completions")?;
     let id = format!("chatcmpl-{}", NEXT_ID.fetch_add(1, Ordering::Relaxed));
     let created = now_secs();
@@ -249,20 +276,24 @@ pub async fn chat_completions(
     if delivery.stream {
         let usage_chunk = usage_chunk(delivery, &id, "chat.completion.chunk", created, &model);
         let first = json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
+            "system_fingerprint": SYSTEM_FINGERPRINT,
             "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null}]});
         return Ok(sse_response(
             rx,
             Some(first),
-            move |text, finish, tokens| {
-                let delta = match text {
+            move |step: Step<'_>| {
+                let delta = match step.text {
                     Some(t) => json!({"content": t}),
                     None => json!({}),
                 };
-                let lp = logprobs.map(|_| chat_logprobs(tokens));
+                let lp = logprobs.map(|_| chat_logprobs(step.logprobs));
+                let finish = step.done.map(|s| s.finish_reason);
                 json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
+                   "system_fingerprint": SYSTEM_FINGERPRINT,
                    "choices": [{"index": 0, "delta": delta, "logprobs": lp, "finish_reason": finish}]})
             },
             usage_chunk,
+            Ending::Done,
         ));
     }
     let out = collect(rx).await?;
@@ -271,6 +302,7 @@ pub async fn chat_completions(
         object: "chat.completion",
         created,
         model,
+        system_fingerprint: SYSTEM_FINGERPRINT,
         choices: vec![ChatChoice {
             index: 0,
             logprobs: logprobs.map(|_| chat_logprobs(&out.tokens)),
@@ -294,15 +326,83 @@ pub async fn embeddings(
     State(state): State<AppState>,
     Json(body): Json<EmbeddingsRequest>,
 ) -> Result<Json<EmbeddingList>, ApiError> {
-    let llm = need_model(&state)?;
-    let input = body.input.into_vec();
+    let (vectors, tokens, model) = embed(&state, body.input.into_vec()).await?;
+    let data = vectors
+        .into_iter()
+        .enumerate()
+        .map(|(index, embedding)| EmbeddingItem {
+            object: "embedding",
+            index,
+            embedding,
+        })
+        .collect();
+    Ok(Json(EmbeddingList {
+        object: "list",
+        data,
+        model,
+        usage: EmbeddingUsage {
+            prompt_tokens: tokens,
+            total_tokens: tokens,
+        },
+    }))
+}
+
+/// `POST /embedding` body (llama-server's own embeddings).
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+pub struct NativeEmbeddingRequest {
+    /// The text, or 1 to 64 texts (OpenAI's field).
+    input: Option<OneOrMany>,
+    /// The same, llama-server's field.
+    content: Option<OneOrMany>,
+}
+
+/// One text's vector, llama-server's shape: the pooled vector as the one row of `embedding`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct NativeEmbedding {
+    /// Which input.
+    index: usize,
+    /// One row: the pooled, normalised vector.
+    embedding: Vec<Vec<f32>>,
+}
+
+/// `POST /embedding` (also `/embeddings`, as llama-server routes them): one entry per input.
+#[utoipa::path(post, path = "/embedding", tag = "openai", request_body = NativeEmbeddingRequest, responses(
+    (status = 200, description = "one vector per input", body = Vec<NativeEmbedding>),
+    GenerationErrors))]
+pub async fn native_embeddings(
+    State(state): State<AppState>,
+    Json(body): Json<NativeEmbeddingRequest>,
+) -> Result<Json<Vec<NativeEmbedding>>, ApiError> {
+    let input = match (body.input, body.content) {
+        (Some(i), None) | (None, Some(i)) => i.into_vec(),
+        _ => return Err(ApiError::bad_request("give input or content (one of them)")),
+    };
+    let (vectors, _, _) = embed(&state, input).await?;
+    Ok(Json(
+        vectors
+            .into_iter()
+            .enumerate()
+            .map(|(index, v)| NativeEmbedding {
+                index,
+                embedding: vec![v],
+            })
+            .collect(),
+    ))
+}
+
+/// Embeds each input: the vectors, the tokens read, the model's name.
+async fn embed(
+    state: &AppState,
+    input: Vec<String>,
+) -> Result<(Vec<Vec<f32>>, usize, String), ApiError> {
+    let llm = need_model(state)?;
     if input.is_empty() || input.iter().any(String::is_empty) {
         return Err(ApiError::bad_request("input must hold non-empty strings"));
     }
     if input.len() > 64 {
         return Err(ApiError::bad_request("at most 64 inputs per request"));
     }
-    let permit = take_slot(&state, "embeddings")?;
+    let permit = take_slot(state, "embeddings")?;
     state
         .metrics
         .generations
@@ -327,22 +427,5 @@ pub async fn embeddings(
             ApiError::internal("embeddings", &e)
         }
     })?;
-    let data = vectors
-        .into_iter()
-        .enumerate()
-        .map(|(index, embedding)| EmbeddingItem {
-            object: "embedding",
-            index,
-            embedding,
-        })
-        .collect();
-    Ok(Json(EmbeddingList {
-        object: "list",
-        data,
-        model,
-        usage: EmbeddingUsage {
-            prompt_tokens: tokens,
-            total_tokens: tokens,
-        },
-    }))
+    Ok((vectors, tokens, model))
 }

@@ -6,7 +6,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 /// A string or a list of strings.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum OneOrMany {
     /// One.
@@ -25,7 +25,7 @@ impl OneOrMany {
 }
 
 /// Sampling fields shared by both generation endpoints.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct Sampling {
     /// Tokens to generate at most: 1 to `model.max_tokens` (default `model.default_max_tokens`).
     #[schema(minimum = 1)]
@@ -33,13 +33,13 @@ pub struct Sampling {
     /// The same as `max_tokens` (OpenAI's newer name).
     #[schema(minimum = 1)]
     pub(super) max_completion_tokens: Option<usize>,
-    /// Sampling temperature, 0 to 2; 0 is greedy (default 0.8).
+    /// Sampling temperature, 0 to 2; 0 is greedy (default `model.temperature`, 0.8).
     #[schema(minimum = 0, maximum = 2)]
     pub(super) temperature: Option<f32>,
     /// Nucleus sampling mass, 0 to 1 (default 1).
     #[schema(minimum = 0, maximum = 1)]
     pub(super) top_p: Option<f32>,
-    /// Seed of the sampler.
+    /// Seed of the sampler (default `model.seed`, else one per request).
     pub(super) seed: Option<u32>,
     /// Up to 4 strings that end the generation.
     pub(super) stop: Option<OneOrMany>,
@@ -86,7 +86,7 @@ pub struct Sampling {
 }
 
 /// `stream_options`.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct StreamOptions {
     /// Send a last chunk with the request's `usage` (OpenAI's streaming usage).
     #[serde(default)]
@@ -94,7 +94,7 @@ pub struct StreamOptions {
 }
 
 /// `response_format`.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct ResponseFormat {
     /// `text`, `json_object` or `json_schema`.
     #[serde(rename = "type")]
@@ -119,7 +119,7 @@ pub enum FormatKind {
 }
 
 /// `response_format.json_schema`.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct JsonSchemaFormat {
     /// The schema's name (not used).
     #[allow(dead_code)]

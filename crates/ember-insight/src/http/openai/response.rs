@@ -72,6 +72,8 @@ pub struct Completion {
     pub(super) created: u64,
     /// The model's name.
     pub(super) model: String,
+    /// The server's build (`b<insightd version>-insightd`), as llama-server reports its own.
+    pub(super) system_fingerprint: &'static str,
     /// One choice.
     pub(super) choices: Vec<CompletionChoice>,
     /// Token counts.
@@ -104,6 +106,8 @@ pub struct ChatCompletion {
     pub(super) created: u64,
     /// The model's name.
     pub(super) model: String,
+    /// The server's build (`b<insightd version>-insightd`), as llama-server reports its own.
+    pub(super) system_fingerprint: &'static str,
     /// One choice.
     pub(super) choices: Vec<ChatChoice>,
     /// Token counts.

@@ -20,13 +20,32 @@ pub struct TokenizeRequest {
     /// Turn special-token text such as `<start_of_turn>` into those tokens (default false).
     #[serde(default)]
     parse_special: bool,
+    /// Answer each token as `{"id", "piece"}` (default false: ids only).
+    #[serde(default)]
+    with_pieces: bool,
 }
 
 /// `/tokenize` answer.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TokenizeResponse {
-    /// Token ids.
-    tokens: Vec<i32>,
+    /// Token ids, or with `with_pieces` each token's id and text.
+    tokens: Vec<TokenEntry>,
+}
+
+/// One token of a `/tokenize` answer.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum TokenEntry {
+    /// Its id.
+    Id(i32),
+    /// With `with_pieces`: its id and text.
+    Piece {
+        /// Its id.
+        id: i32,
+        /// Its text, or its bytes when they are not UTF-8 on their own (part of a character).
+        #[schema(value_type = Value)]
+        piece: serde_json::Value,
+    },
 }
 
 /// `POST /detokenize` body.
@@ -76,9 +95,22 @@ pub async fn tokenize(
         .model()
         .tokenize(&body.content, body.add_special, body.parse_special)
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    Ok(Json(TokenizeResponse {
-        tokens: tokens.iter().map(|t| t.0).collect(),
-    }))
+    let model = llm.model();
+    let tokens = tokens
+        .iter()
+        .map(|&t| {
+            if !body.with_pieces {
+                return TokenEntry::Id(t.0);
+            }
+            let bytes = model.token_to_piece(t, true).unwrap_or_default();
+            let piece = match String::from_utf8(bytes) {
+                Ok(text) => serde_json::Value::String(text),
+                Err(e) => e.into_bytes().into(),
+            };
+            TokenEntry::Piece { id: t.0, piece }
+        })
+        .collect();
+    Ok(Json(TokenizeResponse { tokens }))
 }
 
 /// `POST /detokenize`.
