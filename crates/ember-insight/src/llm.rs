@@ -281,10 +281,24 @@ impl Llm {
     ///
     /// The template rejects the messages.
     pub fn chat_prompt(&self, messages: &[ChatMessage]) -> anyhow::Result<String> {
+        self.chat_prompt_with(messages, true)
+    }
+
+    /// As [`Llm::chat_prompt`], opening the assistant's turn at the end only when
+    /// `add_generation_prompt` says so.
+    ///
+    /// # Errors
+    ///
+    /// The template rejects the messages.
+    pub fn chat_prompt_with(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+    ) -> anyhow::Result<String> {
         Ok(ember_llama::apply_chat_template(
             &self.template,
             messages,
-            true,
+            add_generation_prompt,
         )?)
     }
 

@@ -152,7 +152,8 @@ async fn completions_and_embeddings() {
     for bad in [
         json!({"prompt": "x", "max_tokens": 100000}),
         json!({"prompt": ["a", "b"]}),
-        json!({"prompt": "x", "n": 2}),
+        json!({"prompt": "x", "n": 9}),
+        json!({"prompt": "x", "n": 2, "stream": true}),
     ] {
         let r = client
             .post(d.url("/v1/completions"))

@@ -313,3 +313,141 @@ async fn completion_refuses_what_it_cannot_do_naming_it() {
         .unwrap();
     assert_eq!(resp.status(), 401);
 }
+
+/// The chat side of llama-server's API: an assistant prefill continued, `continue_final_message`
+/// and `add_generation_prompt`, `/apply-template` and `verbose` showing the same prompt,
+/// `/chat/completions/input_tokens` counting it, `n` choices, the usage chunk's `timings`,
+/// and the context error's fields.
+#[tokio::test(flavor = "multi_thread")]
+async fn chat_prompts_templates_and_choices_as_llama_server() {
+    let Some(d) = start().await else { return };
+    let chat = json!([
+        {"role": "system", "content": "Book"},
+        {"role": "user", "content": "What is the best book"},
+    ]);
+    let applied = ok(&d, "/apply-template", json!({"messages": chat})).await;
+    let prompt = applied["prompt"].as_str().unwrap().to_string();
+    assert!(prompt.contains("What is the best book"), "{prompt}");
+    // The answer's __verbose prompt is the applied template's.
+    let verbose = ok(
+        &d,
+        "/v1/chat/completions",
+        json!({"messages": chat, "max_tokens": 2, "verbose": true}),
+    )
+    .await;
+    assert_eq!(verbose["__verbose"]["prompt"], prompt.as_str(), "{verbose}");
+    let quiet = ok(
+        &d,
+        "/v1/chat/completions",
+        json!({"messages": chat, "max_tokens": 2}),
+    )
+    .await;
+    assert!(quiet.get("__verbose").is_none(), "{quiet}");
+    // The token count is the applied prompt's.
+    let counted = ok(
+        &d,
+        "/chat/completions/input_tokens",
+        json!({"messages": chat}),
+    )
+    .await;
+    let tokens = ok(
+        &d,
+        "/tokenize",
+        json!({"content": prompt, "add_special": true, "parse_special": true}),
+    )
+    .await;
+    assert_eq!(
+        counted["input_tokens"],
+        tokens["tokens"].as_array().unwrap().len()
+    );
+
+    // A last assistant message is continued: the prompt ends with its text, no new turn.
+    let mut prefilled = chat.as_array().unwrap().clone();
+    prefilled.push(json!({"role": "assistant", "content": "Whill"}));
+    let cont = ok(&d, "/apply-template", json!({"messages": prefilled})).await;
+    let cont = cont["prompt"].as_str().unwrap();
+    assert!(
+        cont.starts_with(&prompt) && cont.ends_with("Whill"),
+        "{cont}"
+    );
+    let explicit = ok(
+        &d,
+        "/apply-template",
+        json!({"messages": prefilled, "continue_final_message": true, "add_generation_prompt": false}),
+    )
+    .await;
+    assert_eq!(explicit["prompt"], cont);
+    let (status, v) = post(
+        &d,
+        "/v1/chat/completions",
+        &json!({"messages": prefilled, "continue_final_message": true, "add_generation_prompt": true}),
+    )
+    .await;
+    assert_eq!(status, 400, "{v}");
+    // Without the generation prompt, the assistant's turn is not opened.
+    let closed = ok(
+        &d,
+        "/apply-template",
+        json!({"messages": chat, "add_generation_prompt": false}),
+    )
+    .await;
+    let closed = closed["prompt"].as_str().unwrap();
+    assert!(
+        prompt.starts_with(closed) && prompt.len() > closed.len(),
+        "{closed}"
+    );
+
+    // n choices, each its own generation: seeds seed, seed + 1, ...
+    let three = ok(
+        &d,
+        "/v1/chat/completions",
+        json!({"messages": chat, "max_tokens": 8, "n": 3, "temperature": 1.0, "seed": 11}),
+    )
+    .await;
+    let choices = three["choices"].as_array().unwrap();
+    assert_eq!(choices.len(), 3, "{three}");
+    for (i, c) in choices.iter().enumerate() {
+        assert_eq!(c["index"], i);
+        assert_eq!(c["message"]["role"], "assistant");
+        assert_eq!(c["finish_reason"], "length");
+    }
+    // Every choice's tokens; the prompt once.
+    assert_eq!(three["usage"]["completion_tokens"], 24, "{three}");
+    // The second choice is what seed 12 alone gives.
+    let second = ok(
+        &d,
+        "/v1/chat/completions",
+        json!({"messages": chat, "max_tokens": 8, "temperature": 1.0, "seed": 12}),
+    )
+    .await;
+    assert_eq!(
+        second["choices"][0]["message"]["content"],
+        choices[1]["message"]["content"]
+    );
+
+    // The streamed usage chunk carries timings.
+    let resp = reqwest::Client::new()
+        .post(d.url("/v1/chat/completions"))
+        .bearer_auth(TOKEN)
+        .json(&json!({"messages": chat, "max_tokens": 4, "stream": true, "stream_options": {"include_usage": true}}))
+        .send()
+        .await
+        .unwrap();
+    let body = resp.text().await.unwrap();
+    let events = common::sse_events(&body);
+    let first: Value = serde_json::from_str(&events[0][0].1).unwrap();
+    assert!(first["choices"][0]["delta"]["content"].is_null(), "{first}");
+    let usage: Value = serde_json::from_str(&events[events.len() - 2][0].1).unwrap();
+    assert_eq!(usage["choices"], json!([]), "{usage}");
+    assert_eq!(usage["timings"]["predicted_n"], 4, "{usage}");
+
+    // Too long for the context: llama-server's type and fields.
+    let long: Vec<Value> = (0..60)
+        .flat_map(|_| chat.as_array().unwrap().clone())
+        .collect();
+    let (status, v) = post(&d, "/v1/chat/completions", &json!({"messages": long})).await;
+    assert_eq!(status, 400, "{v}");
+    assert_eq!(v["error"]["type"], "exceed_context_size_error");
+    assert_eq!(v["error"]["n_ctx"], 256);
+    assert!(v["error"]["n_prompt_tokens"].as_u64().unwrap() > 256, "{v}");
+}

@@ -50,6 +50,12 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/health", get(openai::health))
         .route("/models", get(openai::models))
         .route("/props", get(openai::props))
+        .route("/apply-template", post(openai::apply_template))
+        .route("/chat/completions/input_tokens", post(openai::input_tokens))
+        .route(
+            "/v1/chat/completions/input_tokens",
+            post(openai::input_tokens),
+        )
         .route("/completion", post(openai::completion))
         .route("/completions", post(openai::completion))
         .route("/chat/completions", post(openai::chat_completions))
@@ -203,6 +209,11 @@ pub struct ErrorDetail {
     param: Option<String>,
     /// The HTTP status.
     code: u16,
+    /// What some errors add, as llama-server does (`n_prompt_tokens` and `n_ctx` of an
+    /// `exceed_context_size_error`).
+    #[serde(flatten)]
+    #[schema(ignore)]
+    extra: serde_json::Map<String, serde_json::Value>,
 }
 
 /// An error answer in OpenAI's shape: `{"error": {"message", "type", "param", "code"}}`.
@@ -212,6 +223,7 @@ pub struct ApiError {
     status: StatusCode,
     kind: &'static str,
     message: String,
+    extra: serde_json::Map<String, serde_json::Value>,
 }
 
 impl ApiError {
@@ -221,7 +233,14 @@ impl ApiError {
             status,
             kind,
             message: message.into(),
+            extra: serde_json::Map::new(),
         }
+    }
+
+    /// The error with one more field beside `message` and `type`.
+    pub fn with(mut self, key: &str, value: impl Into<serde_json::Value>) -> ApiError {
+        self.extra.insert(key.to_string(), value.into());
+        self
     }
 
     /// 400 with `message`.
@@ -248,6 +267,7 @@ impl IntoResponse for ApiError {
                 kind: self.kind,
                 param: None,
                 code: self.status.as_u16(),
+                extra: self.extra,
             },
         });
         (self.status, body).into_response()

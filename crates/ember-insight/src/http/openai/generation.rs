@@ -56,7 +56,12 @@ pub(super) struct Delivery {
     pub(super) stream: bool,
     /// With `stream`: a last chunk with `usage`.
     pub(super) include_usage: bool,
+    /// Choices (`n`): 1, or more when not streamed.
+    pub(super) n: u32,
 }
+
+/// Most choices (`n`) of one request.
+pub(super) const MAX_CHOICES: u32 = 8;
 
 pub(super) fn gen_request(
     state: &AppState,
@@ -70,8 +75,16 @@ pub(super) fn gen_request(
             "at most 20 alternatives per token (logprobs, top_logprobs)",
         ));
     }
-    if s.n.is_some_and(|n| n != 1) {
-        return Err(ApiError::bad_request("only n = 1 is supported"));
+    let n = s.n.unwrap_or(1);
+    if !(1..=MAX_CHOICES).contains(&n) {
+        return Err(ApiError::bad_request(format!(
+            "n must be 1..={MAX_CHOICES}"
+        )));
+    }
+    if n > 1 && s.stream {
+        return Err(ApiError::bad_request(
+            "n above 1 is not streamed: drop stream, or send n requests",
+        ));
     }
     // OpenAI's ranges. Beyond them the sampler's arithmetic breaks: a huge temperature
     // turns a grammar's excluded tokens (-inf / inf) into NaN.
@@ -116,7 +129,7 @@ pub(super) fn gen_request(
         return Err(ApiError::bad_request("the prompt is empty"));
     }
     if tokens.len() >= cfg.ctx_size as usize {
-        // llama-server's error type for the same refusal, which its clients look for.
+        // llama-server's error type and fields for the same refusal, which its clients read.
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "exceed_context_size_error",
@@ -125,7 +138,9 @@ pub(super) fn gen_request(
                 tokens.len(),
                 cfg.ctx_size
             ),
-        ));
+        )
+        .with("n_prompt_tokens", tokens.len())
+        .with("n_ctx", cfg.ctx_size));
     }
     let grammar = match &s.response_format {
         None => None,
@@ -161,6 +176,7 @@ pub(super) fn gen_request(
     let delivery = Delivery {
         stream: s.stream,
         include_usage: s.stream_options.is_some_and(|o| o.include_usage),
+        n,
     };
     let req = GenRequest {
         prompt,
@@ -409,6 +425,49 @@ pub(super) fn spawn_generation(
         m.generations_running.dec();
     });
     rx
+}
+
+/// Runs the `n` choices of `req`, seeded `seed`, `seed + 1`, ...: every admission permit is
+/// taken first, so a request that cannot run whole is refused (429) before any runs.
+pub(super) fn spawn_choices(
+    state: &AppState,
+    llm: &Arc<Llm>,
+    req: GenRequest,
+    n: u32,
+    endpoint: &'static str,
+    id: &str,
+) -> Result<Vec<mpsc::UnboundedReceiver<GenEvent>>, ApiError> {
+    let permits = (0..n)
+        .map(|_| take_slot(state, endpoint))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(permits
+        .into_iter()
+        .zip(0u32..)
+        .map(|(permit, i)| {
+            let mut choice = req.clone();
+            choice.seed = req.seed.wrapping_add(i);
+            spawn_generation(state, llm.clone(), choice, permit, endpoint, id.to_string())
+        })
+        .collect())
+}
+
+/// Collects every choice, in order.
+pub(super) async fn collect_all(
+    receivers: Vec<mpsc::UnboundedReceiver<GenEvent>>,
+) -> Result<Vec<Collected>, ApiError> {
+    let mut out = Vec::with_capacity(receivers.len());
+    for rx in receivers {
+        out.push(collect(rx).await?);
+    }
+    Ok(out)
+}
+
+/// The summary of several choices of one prompt: the first's prompt and timings, every
+/// choice's generated tokens.
+pub(super) fn summary_of(choices: &[Collected]) -> GenSummary {
+    let mut summary = choices[0].summary;
+    summary.completion_tokens = choices.iter().map(|c| c.summary.completion_tokens).sum();
+    summary
 }
 
 /// A whole generation.

@@ -28,8 +28,8 @@ use axum::Json;
 use serde_json::json;
 
 pub use request::{
-    ChatRequest, CompletionRequest, Content, EmbeddingsRequest, FormatKind, JsonSchemaFormat,
-    Message, OneOrMany, ResponseFormat, Sampling, StreamOptions,
+    ApplyTemplateRequest, ChatRequest, CompletionRequest, Content, EmbeddingsRequest, FormatKind,
+    JsonSchemaFormat, Message, OneOrMany, ResponseFormat, Sampling, StreamOptions,
 };
 pub use response::{
     AssistantMessage, ChatChoice, ChatCompletion, ChatLogprobs, ChatTokenLogprob, Completion,
@@ -41,9 +41,9 @@ use super::{ApiError, AppState, ErrorBody};
 use crate::llm::Llm;
 use crate::metrics::EndpointLabel;
 use crate::state::ModelState;
-use chat::chat_messages;
+use chat::{chat_messages, chat_prompt};
 use generation::{
-    collect, gen_request, spawn_generation, take_slot, Delivery, PromptInput, NEXT_ID,
+    collect_all, gen_request, spawn_choices, summary_of, take_slot, Delivery, PromptInput, NEXT_ID,
 };
 pub use native::{__path_completion, completion, NativeCompletionRequest};
 pub use props::{__path_props, props};
@@ -158,7 +158,7 @@ pub async fn models(State(state): State<AppState>) -> Json<ModelList> {
 }
 
 /// The last chunk of a stream with `stream_options.include_usage`: OpenAI's shape, no
-/// choices and the request's `usage`.
+/// choices and the request's `usage`, with llama-server's `timings`.
 fn usage_chunk(
     delivery: Delivery,
     id: &str,
@@ -173,13 +173,13 @@ fn usage_chunk(
     Some(Box::new(move |summary| {
         json!({"id": id, "object": object, "created": created, "model": model,
                "system_fingerprint": SYSTEM_FINGERPRINT,
-               "choices": [], "usage": usage(summary)})
+               "choices": [], "usage": usage(summary), "timings": timings(summary)})
     }))
 }
 
-/// `POST /v1/completions` (also `/completions`, llama-server's alias).
+/// `POST /v1/completions`.
 #[utoipa::path(post, path = "/v1/completions", tag = "openai", request_body = CompletionRequest, responses(
-    (status = 200, description = "the completion; with `stream`, server-sent events of the same shape without `usage` (with `stream_options.include_usage`, a last one with only `usage`), then `[DONE]`",
+    (status = 200, description = "the completion (`n` choices); with `stream`, server-sent events of the same shape without `usage` (with `stream_options.include_usage`, a last one with only `usage`), then `[DONE]`",
      content((Completion = "application/json"), (String = "text/event-stream"))),
     GenerationErrors))]
 pub async fn completions(
@@ -200,16 +200,15 @@ pub async fn completions(
         body.sampling,
         logprobs,
     )?;
-    let permit = take_slot(&state, "completions")?;
     let id = format!("cmpl-{}", NEXT_ID.fetch_add(1, Ordering::Relaxed));
     let created = now_secs();
     let model = llm.name().to_string();
-    let rx = spawn_generation(&state, llm, req, permit, "completions", id.clone());
+    let mut choices = spawn_choices(&state, &llm, req, delivery.n, "completions", &id)?;
     if delivery.stream {
         let usage_chunk = usage_chunk(delivery, &id, "text_completion", created, &model);
         let mut offset = 0;
         return Ok(sse_response(
-            rx,
+            choices.remove(0),
             None,
             move |step: Step<'_>| {
                 let lp = logprobs.map(|_| completion_logprobs(step.logprobs, offset));
@@ -223,28 +222,33 @@ pub async fn completions(
             Ending::Done,
         ));
     }
-    let out = collect(rx).await?;
+    let outs = collect_all(choices).await?;
+    let summary = summary_of(&outs);
     Ok(Json(Completion {
         id,
         object: "text_completion",
         created,
         model,
         system_fingerprint: SYSTEM_FINGERPRINT,
-        choices: vec![CompletionChoice {
-            index: 0,
-            logprobs: logprobs.map(|_| completion_logprobs(&out.tokens, 0)),
-            text: out.text,
-            finish_reason: out.summary.finish_reason,
-        }],
-        usage: usage(&out.summary),
-        timings: timings(&out.summary),
+        choices: outs
+            .into_iter()
+            .zip(0..)
+            .map(|(out, index)| CompletionChoice {
+                index,
+                logprobs: logprobs.map(|_| completion_logprobs(&out.tokens, 0)),
+                text: out.text,
+                finish_reason: out.summary.finish_reason,
+            })
+            .collect(),
+        usage: usage(&summary),
+        timings: timings(&summary),
     })
     .into_response())
 }
 
 /// `POST /v1/chat/completions` (also `/chat/completions`, llama-server's alias).
 #[utoipa::path(post, path = "/v1/chat/completions", tag = "openai", request_body = ChatRequest, responses(
-    (status = 200, description = "the answer; with `stream`, server-sent `chat.completion.chunk` events (with `stream_options.include_usage`, a last one with only `usage`), then `[DONE]`",
+    (status = 200, description = "the answer (`n` choices); with `stream`, server-sent `chat.completion.chunk` events (with `stream_options.include_usage`, a last one with only `usage` and `timings`), then `[DONE]`",
      content((ChatCompletion = "application/json"), (String = "text/event-stream"))),
     GenerationErrors))]
 pub async fn chat_completions(
@@ -253,14 +257,13 @@ pub async fn chat_completions(
 ) -> Result<Response, ApiError> {
     let llm = need_model(&state)?;
     let messages = chat_messages(body.messages)?;
-    let prompt = llm
-        .chat_prompt(&messages)
-        .map_err(|e| ApiError::bad_request(format!("cannot apply the chat template: {e:#}")))?;
+    let prompt = chat_prompt(&llm, messages, body.end)?;
     let logprobs = match (body.logprobs.unwrap_or(false), body.top_logprobs) {
         (true, top) => Some(top.unwrap_or(0) as usize),
         (false, None) => None,
         (false, Some(_)) => return Err(ApiError::bad_request("top_logprobs needs logprobs: true")),
     };
+    let verbose = body.verbose.then(|| json!({"prompt": prompt}));
     let (req, delivery) = gen_request(
         &state,
         &llm,
@@ -268,18 +271,18 @@ pub async fn chat_completions(
         body.sampling,
         logprobs,
     )?;
-    let permit = take_slot(&state, "chat_completions")?;
     let id = format!("chatcmpl-{}", NEXT_ID.fetch_add(1, Ordering::Relaxed));
     let created = now_secs();
     let model = llm.name().to_string();
-    let rx = spawn_generation(&state, llm, req, permit, "chat_completions", id.clone());
+    let mut choices = spawn_choices(&state, &llm, req, delivery.n, "chat_completions", &id)?;
     if delivery.stream {
         let usage_chunk = usage_chunk(delivery, &id, "chat.completion.chunk", created, &model);
+        // As llama-server: the first chunk opens the assistant's message with no content yet.
         let first = json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
             "system_fingerprint": SYSTEM_FINGERPRINT,
-            "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null}]});
+            "choices": [{"index": 0, "delta": {"role": "assistant", "content": null}, "finish_reason": null}]});
         return Ok(sse_response(
-            rx,
+            choices.remove(0),
             Some(first),
             move |step: Step<'_>| {
                 let delta = match step.text {
@@ -296,26 +299,86 @@ pub async fn chat_completions(
             Ending::Done,
         ));
     }
-    let out = collect(rx).await?;
+    let outs = collect_all(choices).await?;
+    let summary = summary_of(&outs);
     Ok(Json(ChatCompletion {
         id,
         object: "chat.completion",
         created,
         model,
         system_fingerprint: SYSTEM_FINGERPRINT,
-        choices: vec![ChatChoice {
-            index: 0,
-            logprobs: logprobs.map(|_| chat_logprobs(&out.tokens)),
-            message: AssistantMessage {
-                role: "assistant",
-                content: out.text,
-            },
-            finish_reason: out.summary.finish_reason,
-        }],
-        usage: usage(&out.summary),
-        timings: timings(&out.summary),
+        choices: outs
+            .into_iter()
+            .zip(0..)
+            .map(|(out, index)| ChatChoice {
+                index,
+                logprobs: logprobs.map(|_| chat_logprobs(&out.tokens)),
+                message: AssistantMessage {
+                    role: "assistant",
+                    content: out.text,
+                },
+                finish_reason: out.summary.finish_reason,
+            })
+            .collect(),
+        usage: usage(&summary),
+        timings: timings(&summary),
+        verbose,
     })
     .into_response())
+}
+
+/// `/apply-template` answer.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct AppliedTemplate {
+    /// The chat rendered by the model's template: the prompt a chat completion decodes.
+    prompt: String,
+}
+
+/// `POST /apply-template` (llama-server's): the prompt the chat template makes of `messages`,
+/// without generating.
+#[utoipa::path(post, path = "/apply-template", tag = "openai", request_body = ApplyTemplateRequest, responses(
+    (status = 200, description = "the rendered prompt", body = AppliedTemplate),
+    (status = 400, description = "a malformed chat, or one the template rejects", body = ErrorBody),
+    (status = 401, description = "missing or wrong bearer token", body = ErrorBody),
+    (status = 413, description = "a body over `limits.body_bytes`", body = ErrorBody),
+    (status = 503, description = "no model is loaded", body = ErrorBody)))]
+pub async fn apply_template(
+    State(state): State<AppState>,
+    Json(body): Json<ApplyTemplateRequest>,
+) -> Result<Json<AppliedTemplate>, ApiError> {
+    let llm = need_model(&state)?;
+    let prompt = chat_prompt(&llm, chat_messages(body.messages)?, body.end)?;
+    Ok(Json(AppliedTemplate { prompt }))
+}
+
+/// `/chat/completions/input_tokens` answer.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct InputTokens {
+    /// Tokens of the chat's prompt.
+    input_tokens: usize,
+}
+
+/// `POST /chat/completions/input_tokens` (llama-server's; also under `/v1`): how many tokens
+/// the prompt of this chat request holds, without generating.
+#[utoipa::path(post, path = "/v1/chat/completions/input_tokens", tag = "openai", request_body = ChatRequest, responses(
+    (status = 200, description = "the prompt's token count", body = InputTokens),
+    (status = 400, description = "a malformed chat, or one the template rejects", body = ErrorBody),
+    (status = 401, description = "missing or wrong bearer token", body = ErrorBody),
+    (status = 413, description = "a body over `limits.body_bytes`", body = ErrorBody),
+    (status = 503, description = "no model is loaded", body = ErrorBody)))]
+pub async fn input_tokens(
+    State(state): State<AppState>,
+    Json(body): Json<ChatRequest>,
+) -> Result<Json<InputTokens>, ApiError> {
+    let llm = need_model(&state)?;
+    let prompt = chat_prompt(&llm, chat_messages(body.messages)?, body.end)?;
+    let tokens = llm
+        .model()
+        .tokenize(&prompt, true, true)
+        .map_err(|e| ApiError::bad_request(format!("cannot tokenize the prompt: {e}")))?;
+    Ok(Json(InputTokens {
+        input_tokens: tokens.len(),
+    }))
 }
 
 /// `POST /v1/embeddings` (also `/embeddings`, llama-server's alias).

@@ -46,8 +46,9 @@ pub struct Sampling {
     /// Server-sent events, one chunk per piece of text, then `[DONE]`.
     #[serde(default)]
     pub(super) stream: bool,
-    /// Choices: only 1.
-    #[schema(minimum = 1, maximum = 1)]
+    /// Choices, 1 to 8 (default 1): each its own generation from the same prompt (its KV
+    /// cells shared), seeded `seed`, `seed + 1`, ...; not streamed above 1.
+    #[schema(minimum = 1, maximum = 8)]
     pub(super) n: Option<u32>,
     /// What the output must be: plain text (default), any JSON object, or JSON valid
     /// against a schema (enforced by a grammar while sampling).
@@ -215,8 +216,24 @@ pub struct ChatRequest {
     /// With `logprobs`, this many most likely alternatives per token (0 to 20).
     #[schema(minimum = 0, maximum = 20)]
     pub(super) top_logprobs: Option<u32>,
+    /// Add `__verbose` with the rendered `prompt` to the answer (llama-server's debugging
+    /// field; not streamed).
+    #[serde(default)]
+    pub(super) verbose: bool,
+    #[serde(flatten)]
+    pub(super) end: super::chat::PromptEnd,
     #[serde(flatten)]
     pub(super) sampling: Sampling,
+}
+
+/// `POST /apply-template` body: a chat, as `/v1/chat/completions` takes it.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ApplyTemplateRequest {
+    /// The conversation, at least one message.
+    #[schema(min_items = 1)]
+    pub(super) messages: Vec<Message>,
+    #[serde(flatten)]
+    pub(super) end: super::chat::PromptEnd,
 }
 
 /// `POST /v1/embeddings` body.

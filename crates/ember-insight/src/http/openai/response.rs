@@ -114,6 +114,10 @@ pub struct ChatCompletion {
     pub(super) usage: Usage,
     /// Where the time went (llama-server's `timings`).
     pub(super) timings: Timings,
+    /// With `verbose`: the rendered `prompt` (llama-server's debugging field).
+    #[serde(rename = "__verbose", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub(super) verbose: Option<serde_json::Value>,
 }
 
 /// A chat completion's answer.
