@@ -441,6 +441,32 @@ async fn chat_prompts_templates_and_choices_as_llama_server() {
     assert_eq!(usage["choices"], json!([]), "{usage}");
     assert_eq!(usage["timings"]["predicted_n"], 4, "{usage}");
 
+    // llama-server's grammar and json_schema fields on a chat, and never two of them.
+    let a5 = ok(
+        &d,
+        "/v1/chat/completions",
+        json!({"messages": chat, "max_tokens": 8, "grammar": "root ::= \"a\"{5,5}"}),
+    )
+    .await;
+    assert_eq!(a5["choices"][0]["message"]["content"], "aaaaa", "{a5}");
+    let forty_two = ok(
+        &d,
+        "/v1/chat/completions",
+        json!({"messages": chat, "max_tokens": 8, "json_schema": {"const": "42"}}),
+    )
+    .await;
+    assert_eq!(
+        forty_two["choices"][0]["message"]["content"], "\"42\"",
+        "{forty_two}"
+    );
+    let (status, v) = post(
+        &d,
+        "/v1/chat/completions",
+        &json!({"messages": chat, "grammar": "root ::= \"a\"", "json_schema": {"const": 1}}),
+    )
+    .await;
+    assert_eq!(status, 400, "{v}");
+
     // Too long for the context: llama-server's type and fields.
     let long: Vec<Value> = (0..60)
         .flat_map(|_| chat.as_array().unwrap().clone())

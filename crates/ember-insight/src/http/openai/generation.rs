@@ -142,18 +142,35 @@ pub(super) fn gen_request(
         .with("n_prompt_tokens", tokens.len())
         .with("n_ctx", cfg.ctx_size));
     }
-    let grammar = match &s.response_format {
-        None => None,
-        Some(format) => format
-            .grammar()
-            .map_err(|e| ApiError::bad_request(format!("response_format: {e}")))?,
+    let given = [
+        s.response_format.is_some(),
+        s.json_schema.is_some(),
+        s.grammar.is_some(),
+    ];
+    if given.iter().filter(|&&g| g).count() > 1 {
+        return Err(ApiError::bad_request(
+            "give one of response_format, json_schema and grammar",
+        ));
+    }
+    let (grammar, source) = match (&s.response_format, &s.json_schema, s.grammar.take()) {
+        (Some(format), _, _) => (
+            format
+                .grammar()
+                .map_err(|e| ApiError::bad_request(format!("response_format: {e}")))?,
+            "response_format: llama.cpp rejects the grammar made of this schema",
+        ),
+        (_, Some(schema), _) => (
+            Some(
+                crate::json_grammar::from_schema(schema)
+                    .map_err(|e| ApiError::bad_request(format!("json_schema: {e}")))?,
+            ),
+            "json_schema: llama.cpp rejects the grammar made of this schema",
+        ),
+        (_, _, grammar) => (grammar, "grammar: llama.cpp rejects it"),
     };
     if let Some(g) = &grammar {
-        llm.check_grammar(g).map_err(|e| {
-            ApiError::bad_request(format!(
-                "response_format: llama.cpp rejects the grammar made of this schema: {e:#}"
-            ))
-        })?;
+        llm.check_grammar(g)
+            .map_err(|e| ApiError::bad_request(format!("{source}: {e:#}")))?;
     }
     let stops = s.stop.take().map(OneOrMany::into_vec).unwrap_or_default();
     if stops.len() > 4 {

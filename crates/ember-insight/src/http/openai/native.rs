@@ -1,6 +1,6 @@
 //! llama-server's own completion API, `POST /completion` (also `/completions`, as llama-server
 //! routes it): its request fields (`n_predict`, `n_probs`, `ignore_eos`, `return_tokens`,
-//! `response_fields`, `json_schema`, `grammar`, prompts as token ids) and its answer
+//! `response_fields`, prompts as token ids) and its answer
 //! (`content`, `tokens`, `stop`, `stop_type`, `generation_settings`, `timings`,
 //! `completion_probabilities`), streamed as chunks of the same shape ending with one whose
 //! `stop` is true, with no `[DONE]`.
@@ -16,7 +16,7 @@ use serde_json::{json, Map, Value};
 use utoipa::ToSchema;
 
 use super::generation::{collect, gen_request, spawn_generation, take_slot, PromptInput, NEXT_ID};
-use super::request::{FormatKind, ResponseFormat, Sampling};
+use super::request::Sampling;
 use super::response::timings;
 use super::sse::{sse_response, Ending, Step};
 use super::{need_model, GenerationErrors};
@@ -62,12 +62,6 @@ pub struct NativeCompletionRequest {
     /// Accepted: insightd's sequences are not bound to slots.
     #[allow(dead_code)]
     id_slot: Option<i64>,
-    /// The output must be JSON valid against this schema (the subset `response_format`
-    /// takes).
-    #[schema(value_type = Option<Object>)]
-    json_schema: Option<Value>,
-    /// The output must follow this GBNF grammar (root rule `root`).
-    grammar: Option<String>,
     #[serde(flatten)]
     sampling: Sampling,
 }
@@ -102,18 +96,6 @@ pub async fn completion(
             }
         };
     }
-    if body.json_schema.is_some() && body.grammar.is_some() {
-        return Err(ApiError::bad_request(
-            "give json_schema or grammar, not both",
-        ));
-    }
-    if let Some(schema) = body.json_schema.take() {
-        body.sampling.response_format = Some(ResponseFormat {
-            kind: FormatKind::JsonSchema,
-            json_schema: None,
-            schema: Some(schema),
-        });
-    }
     let prompts = prompts(&llm, &body.prompt)?;
     let many = matches!(prompts, Prompts::Many(_));
     let prompts = match prompts {
@@ -132,12 +114,6 @@ pub async fn completion(
         let sampling = body.sampling.clone();
         let (mut req, _) =
             gen_request(&state, &llm, PromptInput::Tokens(tokens), sampling, n_probs)?;
-        if let Some(grammar) = &body.grammar {
-            llm.check_grammar(grammar).map_err(|e| {
-                ApiError::bad_request(format!("grammar: llama.cpp rejects it: {e:#}"))
-            })?;
-            req.grammar = Some(grammar.clone());
-        }
         if body.ignore_eos {
             req.stages
                 .logit_bias

@@ -53,6 +53,12 @@ pub struct Sampling {
     /// What the output must be: plain text (default), any JSON object, or JSON valid
     /// against a schema (enforced by a grammar while sampling).
     pub(super) response_format: Option<ResponseFormat>,
+    /// llama-server's spelling of a JSON Schema `response_format`: the output must be JSON
+    /// valid against this schema.
+    #[schema(value_type = Option<Object>)]
+    pub(super) json_schema: Option<Value>,
+    /// The output must follow this GBNF grammar (root rule `root`), as llama-server takes it.
+    pub(super) grammar: Option<String>,
     /// Keep only the k most likely tokens (llama-server's `top_k`); 0 (default) keeps all.
     #[schema(minimum = 0)]
     pub(super) top_k: Option<i32>,
