@@ -4,7 +4,9 @@
 //! The common subset of JSON Schema is enforced: `type` (one or a list of `object`, `array`,
 //! `string`, `number`, `integer`, `boolean`, `null`), `properties`, `required`,
 //! `additionalProperties` (`true` or `false`: no property outside `properties` is generated
-//! either way), `items`, `minItems`/`maxItems`, `minLength`/`maxLength`, `enum` and `const`.
+//! either way), `items` (a schema, or a list of them: a tuple, as draft 4 spells it and as
+//! `prefixItems` does, generated with exactly those items as llama.cpp's converter does),
+//! `minItems`/`maxItems`, `minLength`/`maxLength`, `enum` and `const`.
 //! Annotations (`title`, `description`, `$schema`, `$id`, `$comment`, `default`, `examples`,
 //! `deprecated`, `readOnly`, `writeOnly`) are ignored. Any other keyword (`pattern`,
 //! `format`, `anyOf`, `$ref`, `minimum`, ...) is refused, each named with where it is, rather
@@ -56,6 +58,7 @@ const ENFORCED: &[&str] = &[
     "required",
     "additionalProperties",
     "items",
+    "prefixItems",
     "minItems",
     "maxItems",
     "minLength",
@@ -174,7 +177,9 @@ impl Generator {
             None if obj.contains_key("properties") || obj.contains_key("required") => {
                 vec!["object"]
             }
-            None if obj.contains_key("items") => vec!["array"],
+            None if obj.contains_key("items") || obj.contains_key("prefixItems") => {
+                vec!["array"]
+            }
             None => return Ok("value".into()),
             Some(Value::String(t)) => vec![t.as_str()],
             Some(Value::Array(list)) if !list.is_empty() => list
@@ -293,6 +298,25 @@ impl Generator {
         at: &str,
         depth: usize,
     ) -> Result<String, SchemaError> {
+        // A tuple: exactly these items, in order.
+        let tuple = match (obj.get("prefixItems"), obj.get("items")) {
+            (Some(Value::Array(list)), _) => Some((list, "prefixItems")),
+            (None, Some(Value::Array(list))) => Some((list, "items")),
+            (Some(_), _) => return Err(invalid(at, "prefixItems is a list of schemas")),
+            _ => None,
+        };
+        if let Some((list, key)) = tuple {
+            let mut parts = Vec::with_capacity(list.len());
+            for (i, item) in list.iter().enumerate() {
+                parts.push(self.schema(item, &format!("{at}/{key}/{i}"), depth + 1)?);
+            }
+            let body = if parts.is_empty() {
+                "\"[\" ws \"]\"".to_string()
+            } else {
+                format!("\"[\" ws {} ws \"]\"", parts.join(" ws \",\" ws "))
+            };
+            return self.rule(body);
+        }
         let item = match obj.get("items") {
             None => "value".to_string(),
             Some(items) => self.schema(items, &format!("{at}/items"), depth + 1)?,
@@ -482,6 +506,23 @@ mod tests {
         assert!(b < a, "{g}");
         assert!(g.contains(r#""\"x\\\"y\"""#), "{g}");
         assert!(g.starts_with("root ::= r"), "{g}");
+    }
+
+    #[test]
+    fn a_list_of_items_is_a_tuple_of_exactly_those() {
+        for key in ["items", "prefixItems"] {
+            let schema = json!({key: [{"type": "integer"}, {"const": "x"}]});
+            let g = from_schema(&schema).unwrap();
+            // Exactly two items, no repetition.
+            assert!(
+                g.contains(r#"r0 ::= "[" ws integer ws "," ws "\"x\"" ws "]""#),
+                "{g}"
+            );
+        }
+        assert!(matches!(
+            from_schema(&json!({"prefixItems": {"type": "string"}})),
+            Err(SchemaError::Invalid { .. })
+        ));
     }
 
     #[test]

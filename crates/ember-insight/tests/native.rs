@@ -26,7 +26,7 @@ async fn start() -> Option<Daemon> {
             "--token",
             TOKEN,
         ],
-        Some("[model]\nseed = 7\nmax_tokens = 16\ndefault_max_tokens = 8\n\n[insights]\nenabled = false\n"),
+        Some("[model]\nseed = 7\nmax_tokens = 16\ndefault_max_tokens = 8\nslots = true\n\n[insights]\nenabled = false\n"),
     );
     d.wait_ready(Duration::from_secs(120)).await;
     Some(d)
@@ -250,6 +250,42 @@ async fn completion_answers_in_llama_servers_shape() {
     assert_eq!(capped["generation_settings"]["n_predict"], 16);
     assert_eq!(capped["tokens_predicted"], 16);
 
+    // /slots: model.max_concurrent entries; one busy while a generation streams.
+    let slots = || async {
+        let resp = reqwest::Client::new()
+            .get(d.url("/slots"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let v: Value = resp.json().await.unwrap();
+        let v = v.as_array().unwrap().clone();
+        assert_eq!(v.len(), 2, "{v:?}");
+        assert!(v.iter().all(|s| s["n_ctx"] == 256), "{v:?}");
+        v.iter().filter(|s| s["is_processing"] == true).count()
+    };
+    assert_eq!(slots().await, 0);
+    let mut running = reqwest::Client::new()
+        .post(d.url("/completion"))
+        .bearer_auth(TOKEN)
+        .json(&json!({"prompt": PROMPT, "n_predict": 16, "ignore_eos": true, "stream": true}))
+        .send()
+        .await
+        .unwrap();
+    running.chunk().await.unwrap().expect("a first chunk");
+    assert_eq!(slots().await, 1);
+    while running.chunk().await.unwrap().is_some() {}
+    let mut idle = false;
+    for _ in 0..40 {
+        if slots().await == 0 {
+            idle = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(idle, "a slot stayed busy after the generation ended");
+
     // llama-server's unprefixed embeddings: one row per input.
     let embedded = ok(&d, "/embedding", json!({"content": ["hello", "world"]})).await;
     let embedded = embedded.as_array().unwrap();
@@ -384,6 +420,12 @@ async fn chat_prompts_templates_and_choices_as_llama_server() {
     )
     .await;
     assert_eq!(status, 400, "{v}");
+    // Two assistant messages at the end: which to continue is ambiguous.
+    let mut twice = prefilled.clone();
+    twice.push(json!({"role": "assistant", "content": "again"}));
+    let (status, v) = post(&d, "/apply-template", &json!({"messages": twice})).await;
+    assert_eq!(status, 400, "{v}");
+
     // Without the generation prompt, the assistant's turn is not opened.
     let closed = ok(
         &d,

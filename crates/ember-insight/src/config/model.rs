@@ -80,6 +80,9 @@ pub struct ModelConfig {
     /// `seed` when a request gives none (llama-server's `--seed`); without it each request
     /// gets its own.
     pub seed: Option<u32>,
+    /// Serve `GET /slots` (llama-server's `--slots`): one entry per sequence the engine runs
+    /// at once; off (501), as llama-server's default.
+    pub slots: bool,
 }
 
 impl Default for ModelConfig {
@@ -98,6 +101,7 @@ impl Default for ModelConfig {
             default_max_tokens: 128,
             temperature: 0.8,
             seed: None,
+            slots: false,
         }
     }
 }

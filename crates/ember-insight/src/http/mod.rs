@@ -50,6 +50,7 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/health", get(openai::health))
         .route("/models", get(openai::models))
         .route("/props", get(openai::props))
+        .route("/slots", get(openai::slots))
         .route("/apply-template", post(openai::apply_template))
         .route("/chat/completions/input_tokens", post(openai::input_tokens))
         .route(
@@ -174,7 +175,8 @@ async fn auth(State(state): State<AppState>, req: Request, next: Next) -> Respon
     state.metrics.unauthorized.inc();
     let mut resp = ApiError::new(
         StatusCode::UNAUTHORIZED,
-        "unauthorized",
+        // llama-server's type for it (OpenAI's clients read the status).
+        "authentication_error",
         "missing or wrong bearer token: send `Authorization: Bearer <token>`",
     )
     .into_response();
@@ -202,7 +204,8 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     /// For people: what happened and what to do.
     message: String,
-    /// `invalid_request_error`, `not_found`, `rate_limit_exceeded`, `model_not_loaded`, ...
+    /// `invalid_request_error`, `authentication_error`, `not_found`, `rate_limit_exceeded`,
+    /// `model_not_loaded`, `exceed_context_size_error`, ...
     #[serde(rename = "type")]
     kind: &'static str,
     /// Always null.

@@ -45,6 +45,7 @@ use super::{openai, ops, ui, AppState};
         openai::tokenize,
         openai::detokenize,
         openai::props,
+        openai::slots,
         openai::native_embeddings,
         openai::apply_template,
         openai::input_tokens,

@@ -73,7 +73,7 @@ async fn the_token_guards_every_path_but_the_probes() {
             let (status, headers, body) = call(&state, Method::GET, path, token, None).await;
             assert_eq!(status, StatusCode::UNAUTHORIZED, "{path} {token:?}");
             assert_eq!(headers[header::WWW_AUTHENTICATE], "Bearer", "{path}");
-            assert_error(path, status, &body, "unauthorized");
+            assert_error(path, status, &body, "authentication_error");
         }
     }
     let (status, _, _) = call(&state, Method::GET, "/status", Some("s3cret"), None).await;
@@ -140,7 +140,7 @@ type Case = (
 async fn every_rejection_is_an_openai_error_with_openais_status() {
     let state = state_with(|c| c.limits.body_bytes = 1024);
     let big = json!({"prompt": "x".repeat(2048)}).to_string();
-    let cases: [Case; 9] = [
+    let cases: [Case; 10] = [
         (
             "broken JSON",
             Method::POST,
@@ -212,6 +212,14 @@ async fn every_rejection_is_an_openai_error_with_openais_status() {
             Some(json!({"prompt": "hi"}).to_string()),
             StatusCode::SERVICE_UNAVAILABLE,
             "model_not_loaded",
+        ),
+        (
+            "/slots off (model.slots), as llama-server without --slots",
+            Method::GET,
+            "/slots",
+            None,
+            StatusCode::NOT_IMPLEMENTED,
+            "not_supported_error",
         ),
     ];
     for (what, method, path, body, want, kind) in cases {

@@ -38,6 +38,12 @@ pub(super) fn chat_prompt(
         ));
     }
     let last_is_assistant = messages.last().is_some_and(|m| m.role == "assistant");
+    if last_is_assistant && messages.len() >= 2 && messages[messages.len() - 2].role == "assistant"
+    {
+        return Err(ApiError::bad_request(
+            "the last two messages are the assistant's: only the last may be continued, merge them",
+        ));
+    }
     if continued && !last_is_assistant {
         return Err(ApiError::bad_request(
             "continue_final_message needs the last message to be the assistant's",

@@ -46,7 +46,7 @@ use generation::{
     collect_all, gen_request, spawn_choices, summary_of, take_slot, Delivery, PromptInput, NEXT_ID,
 };
 pub use native::{__path_completion, completion, NativeCompletionRequest};
-pub use props::{__path_props, props};
+pub use props::{__path_props, __path_slots, props, slots, Slot};
 use response::{chat_logprobs, completion_logprobs, timings, usage};
 use sse::{sse_response, Ending, Step, UsageChunk};
 pub use tokens::{

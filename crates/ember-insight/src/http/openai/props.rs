@@ -1,7 +1,8 @@
-//! llama-server's `GET /props`: the loaded model and the defaults of a generation, as its
-//! clients (and its web UI) read them before they send work.
+//! llama-server's `GET /props` (the loaded model and the defaults of a generation, as its
+//! clients and its web UI read them before they send work) and `GET /slots`.
 
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{json, Value};
 
@@ -57,8 +58,52 @@ pub async fn props(State(state): State<AppState>) -> Result<Json<Value>, ApiErro
         "bos_token": piece(special.bos),
         "eos_token": piece(special.eos),
         "build_info": SYSTEM_FINGERPRINT,
-        "endpoint_slots": false,
+        "endpoint_slots": cfg.slots,
         "endpoint_props": false,
         "endpoint_metrics": true,
     })))
+}
+
+/// One entry of `/slots`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Slot {
+    /// 0 to `model.max_concurrent` - 1.
+    id: usize,
+    /// Tokens one sequence holds at most (`model.ctx_size`).
+    n_ctx: u32,
+    /// Whether a generation runs in it.
+    is_processing: bool,
+}
+
+/// `GET /slots` (with `model.slots`): one entry per sequence the engine runs at once
+/// (`model.max_concurrent`). insightd's generations are not bound to slots: the first N
+/// entries are busy while N generations run (admitted, not waiting in the queue). Without
+/// `model.slots`, 501 as llama-server without `--slots`.
+#[utoipa::path(get, path = "/slots", tag = "openai", responses(
+    (status = 200, description = "the engine's sequences, the first N busy while N generations run", body = Vec<Slot>),
+    (status = 401, description = "missing or wrong bearer token", body = ErrorBody),
+    (status = 501, description = "`model.slots` is off", body = ErrorBody),
+    (status = 503, description = "no model is loaded", body = ErrorBody)))]
+pub async fn slots(State(state): State<AppState>) -> Result<Json<Vec<Slot>>, ApiError> {
+    if !state.config.model.slots {
+        return Err(ApiError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "not_supported_error",
+            "the /slots endpoint is off: set model.slots = true in the config file",
+        ));
+    }
+    let llm = need_model(&state)?;
+    let cfg = llm.config();
+    let m = &state.metrics;
+    let running = m.generations_running.get() - m.engine.queue.get();
+    let busy = usize::try_from(running.max(0)).unwrap_or(0);
+    Ok(Json(
+        (0..cfg.max_concurrent)
+            .map(|id| Slot {
+                id,
+                n_ctx: cfg.ctx_size,
+                is_processing: id < busy,
+            })
+            .collect(),
+    ))
 }
