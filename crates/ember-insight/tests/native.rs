@@ -98,6 +98,12 @@ async fn completion_answers_in_llama_servers_shape() {
     assert_eq!(tokens.len(), 6, "{plain}");
     assert_eq!(plain["tokens_predicted"], 6);
     assert_eq!(plain["timings"]["predicted_n"], 6);
+    for per_token in ["prompt_per_token_ms", "predicted_per_token_ms"] {
+        assert!(
+            plain["timings"][per_token].as_f64().unwrap() > 0.0,
+            "{plain}"
+        );
+    }
     assert_eq!(plain["generation_settings"]["n_predict"], 6);
     // The configured default seed, and no bias without ignore_eos.
     assert_eq!(plain["generation_settings"]["seed"], 7);

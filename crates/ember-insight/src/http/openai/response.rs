@@ -184,14 +184,26 @@ pub struct Timings {
     prompt_n: usize,
     /// Milliseconds from admission to the first token (waiting in the batch included).
     prompt_ms: f64,
+    /// Milliseconds per decoded prompt token.
+    prompt_per_token_ms: f64,
     /// Decoded prompt tokens per second.
     prompt_per_second: f64,
     /// Tokens generated.
     predicted_n: usize,
     /// Milliseconds from the first token to the last.
     predicted_ms: f64,
+    /// Milliseconds per generated token.
+    predicted_per_token_ms: f64,
     /// Generated tokens per second.
     predicted_per_second: f64,
+}
+
+fn per_token_ms(n: usize, ms: f64) -> f64 {
+    if n > 0 {
+        ms / n as f64
+    } else {
+        0.0
+    }
 }
 
 fn per_second(n: usize, ms: f64) -> f64 {
@@ -208,9 +220,11 @@ pub(super) fn timings(s: &GenSummary) -> Timings {
         cache_n: s.cached_tokens,
         prompt_n,
         prompt_ms: s.prompt_ms,
+        prompt_per_token_ms: per_token_ms(prompt_n, s.prompt_ms),
         prompt_per_second: per_second(prompt_n, s.prompt_ms),
         predicted_n: s.completion_tokens,
         predicted_ms: s.generation_ms,
+        predicted_per_token_ms: per_token_ms(s.completion_tokens, s.generation_ms),
         predicted_per_second: per_second(s.completion_tokens, s.generation_ms),
     }
 }
