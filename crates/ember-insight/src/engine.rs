@@ -296,18 +296,18 @@ impl Runner {
                 self.metrics
                     .prompt_tokens_reused
                     .inc_by(stats.cached_prompt_tokens as u64);
-                let finish_reason = match reason {
-                    _ if a.client_gone => "cancelled",
-                    FinishReason::MaxTokens | FinishReason::ContextFull => "length",
-                    FinishReason::Cancelled => "cancelled",
-                    _ => "stop",
-                };
+                // llama-server's stop type; OpenAI's finish reason follows from it.
                 let stop_type = match reason {
                     _ if a.client_gone => "none",
                     FinishReason::MaxTokens | FinishReason::ContextFull => "limit",
                     FinishReason::Stop => "word",
                     FinishReason::EndOfGeneration => "eos",
-                    _ => "none",
+                    FinishReason::Cancelled => "none",
+                };
+                let finish_reason = match stop_type {
+                    "limit" => "length",
+                    "none" => "cancelled",
+                    _ => "stop",
                 };
                 let summary = GenSummary {
                     finish_reason,
