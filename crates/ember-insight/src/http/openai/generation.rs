@@ -108,40 +108,7 @@ pub(super) fn gen_request(
         )));
     }
     // Tokenized once, here: the engine decodes these tokens.
-    let (prompt, tokens) = match prompt {
-        PromptInput::Text(text) => {
-            let tokens = llm
-                .model()
-                .tokenize(&text, true, true)
-                .map_err(|e| ApiError::bad_request(format!("cannot tokenize the prompt: {e}")))?;
-            (text, tokens)
-        }
-        PromptInput::Tokens(tokens) => {
-            for &t in &tokens {
-                llm.model()
-                    .check_token(t)
-                    .map_err(|e| ApiError::bad_request(format!("prompt: {e}")))?;
-            }
-            (String::new(), tokens)
-        }
-    };
-    if tokens.is_empty() {
-        return Err(ApiError::bad_request("the prompt is empty"));
-    }
-    if tokens.len() >= cfg.ctx_size as usize {
-        // llama-server's error type and fields for the same refusal, which its clients read.
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "exceed_context_size_error",
-            format!(
-                "the prompt has {} tokens; the context holds {} (model.ctx_size)",
-                tokens.len(),
-                cfg.ctx_size
-            ),
-        )
-        .with("n_prompt_tokens", tokens.len())
-        .with("n_ctx", cfg.ctx_size));
-    }
+    let (prompt, tokens) = prompt_tokens(state, llm, prompt)?;
     let given = [
         s.response_format.is_some(),
         s.json_schema.is_some(),
@@ -212,6 +179,51 @@ pub(super) fn gen_request(
         token_ids: false,
     };
     Ok((req, delivery))
+}
+
+/// A prompt's text (empty when given as tokens) and tokens, checked: not empty, each token in
+/// the vocabulary, and shorter than the context (llama-server's `exceed_context_size_error`).
+pub(super) fn prompt_tokens(
+    state: &AppState,
+    llm: &Llm,
+    prompt: PromptInput,
+) -> Result<(String, Vec<Token>), ApiError> {
+    let cfg = &state.config.model;
+    let (text, tokens) = match prompt {
+        PromptInput::Text(text) => {
+            let tokens = llm
+                .model()
+                .tokenize(&text, true, true)
+                .map_err(|e| ApiError::bad_request(format!("cannot tokenize the prompt: {e}")))?;
+            (text, tokens)
+        }
+        PromptInput::Tokens(tokens) => {
+            for &t in &tokens {
+                llm.model()
+                    .check_token(t)
+                    .map_err(|e| ApiError::bad_request(format!("prompt: {e}")))?;
+            }
+            (String::new(), tokens)
+        }
+    };
+    if tokens.is_empty() {
+        return Err(ApiError::bad_request("the prompt is empty"));
+    }
+    if tokens.len() >= cfg.ctx_size as usize {
+        // llama-server's error type and fields for the same refusal, which its clients read.
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "exceed_context_size_error",
+            format!(
+                "the prompt has {} tokens; the context holds {} (model.ctx_size)",
+                tokens.len(),
+                cfg.ctx_size
+            ),
+        )
+        .with("n_prompt_tokens", tokens.len())
+        .with("n_ctx", cfg.ctx_size));
+    }
+    Ok((text, tokens))
 }
 
 /// A probability mass or ratio: 0 to 1.
@@ -444,8 +456,7 @@ pub(super) fn spawn_generation(
     rx
 }
 
-/// Runs the `n` choices of `req`, seeded `seed`, `seed + 1`, ...: every admission permit is
-/// taken first, so a request that cannot run whole is refused (429) before any runs.
+/// Runs the `n` choices of `req`, seeded `seed`, `seed + 1`, ... (see [`spawn_all`]).
 pub(super) fn spawn_choices(
     state: &AppState,
     llm: &Arc<Llm>,
@@ -454,16 +465,32 @@ pub(super) fn spawn_choices(
     endpoint: &'static str,
     id: &str,
 ) -> Result<Vec<mpsc::UnboundedReceiver<GenEvent>>, ApiError> {
-    let permits = (0..n)
+    let choices = (0..n).map(|i| {
+        let mut choice = req.clone();
+        choice.seed = req.seed.wrapping_add(i);
+        choice
+    });
+    spawn_all(state, llm, choices.collect(), endpoint, id)
+}
+
+/// Runs every generation of one request: every admission permit is taken first, so a
+/// request that cannot run whole is refused (429) before any runs.
+pub(super) fn spawn_all(
+    state: &AppState,
+    llm: &Arc<Llm>,
+    reqs: Vec<GenRequest>,
+    endpoint: &'static str,
+    id: &str,
+) -> Result<Vec<mpsc::UnboundedReceiver<GenEvent>>, ApiError> {
+    let permits = reqs
+        .iter()
         .map(|_| take_slot(state, endpoint))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(permits
+    Ok(reqs
         .into_iter()
-        .zip(0u32..)
-        .map(|(permit, i)| {
-            let mut choice = req.clone();
-            choice.seed = req.seed.wrapping_add(i);
-            spawn_generation(state, llm.clone(), choice, permit, endpoint, id.to_string())
+        .zip(permits)
+        .map(|(req, permit)| {
+            spawn_generation(state, llm.clone(), req, permit, endpoint, id.to_string())
         })
         .collect())
 }

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use utoipa::ToSchema;
 
-use super::generation::{collect, gen_request, spawn_generation, take_slot, PromptInput, NEXT_ID};
+use super::generation::{collect, gen_request, prompt_tokens, spawn_all, PromptInput, NEXT_ID};
 use super::request::Sampling;
 use super::response::timings;
 use super::sse::{sse_response, Ending, Step};
@@ -109,43 +109,52 @@ pub async fn completion(
     }
     let n_probs = body.n_probs.filter(|&n| n > 0);
     let stream = body.sampling.stream;
-    let mut runs = Vec::with_capacity(prompts.len());
-    for (index, tokens) in prompts.into_iter().enumerate() {
-        let sampling = body.sampling.clone();
-        let (mut req, _) =
-            gen_request(&state, &llm, PromptInput::Tokens(tokens), sampling, n_probs)?;
-        if body.ignore_eos {
-            req.stages
-                .logit_bias
-                .extend(llm.eog_tokens().iter().map(|&t| (t, f32::NEG_INFINITY)));
-        }
-        req.token_ids = true;
-        let settings = generation_settings(&req, n_probs, body.ignore_eos, stream);
-        let prompt_text = prompt_text(&llm, req.prompt_tokens.as_deref().unwrap_or_default());
-        let prompt_n = req.prompt_tokens.as_ref().map_or(0, Vec::len);
-        runs.push((index, req, settings, prompt_text, prompt_n));
+    // The sampling is checked and built once, with the first prompt; each other prompt is
+    // only checked as a prompt.
+    let mut prompts = prompts.into_iter();
+    let first = prompts.next().expect("prompts() gives at least one");
+    let (mut req, _) = gen_request(
+        &state,
+        &llm,
+        PromptInput::Tokens(first),
+        body.sampling,
+        n_probs,
+    )?;
+    if body.ignore_eos {
+        req.stages
+            .logit_bias
+            .extend(llm.eog_tokens().iter().map(|&t| (t, f32::NEG_INFINITY)));
     }
-    // Every permit first: a request that cannot run whole is refused (429) before any runs.
-    let mut permits = Vec::with_capacity(runs.len());
-    for _ in &runs {
-        permits.push(take_slot(&state, "completion")?);
+    req.token_ids = true;
+    let settings = generation_settings(&req, n_probs, body.ignore_eos, stream);
+    let mut reqs = vec![req.clone()];
+    for tokens in prompts {
+        let (_, tokens) = prompt_tokens(&state, &llm, PromptInput::Tokens(tokens))?;
+        reqs.push(GenRequest {
+            prompt_tokens: Some(tokens),
+            ..req.clone()
+        });
     }
     let model = llm.name().to_string();
+    let finals: Vec<Final> = reqs
+        .iter()
+        .enumerate()
+        .map(|(index, req)| {
+            let tokens = req.prompt_tokens.as_deref().unwrap_or_default();
+            Final {
+                index,
+                model: model.clone(),
+                settings: settings.clone(),
+                prompt: prompt_text(&llm, tokens),
+                prompt_n: tokens.len(),
+            }
+        })
+        .collect();
+    let id = format!("cmpl-{}", NEXT_ID.fetch_add(1, Ordering::Relaxed));
+    let rxs = spawn_all(&state, &llm, reqs, "completion", &id)?;
+    let mut receivers: Vec<_> = rxs.into_iter().zip(finals).collect();
     let fields = body.response_fields;
     let return_tokens = body.return_tokens;
-    let mut receivers = Vec::with_capacity(runs.len());
-    for ((index, req, settings, prompt_text, prompt_n), permit) in runs.into_iter().zip(permits) {
-        let id = format!("cmpl-{}", NEXT_ID.fetch_add(1, Ordering::Relaxed));
-        let rx = spawn_generation(&state, llm.clone(), req, permit, "completion", id);
-        let last = Final {
-            index,
-            model: model.clone(),
-            settings,
-            prompt: prompt_text,
-            prompt_n,
-        };
-        receivers.push((rx, last));
-    }
     if stream {
         let (rx, last) = receivers.remove(0);
         return Ok(sse_response(
