@@ -8,6 +8,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::config::Severity;
+use crate::pod::Pod;
 use crate::time::rfc3339;
 
 /// What an alert is about.
@@ -19,6 +20,8 @@ pub struct Subject {
     pub comm: String,
     /// Its cgroup path (v2), when known.
     pub cgroup: Option<String>,
+    /// Its Kubernetes pod and container, when it runs in one.
+    pub pod: Option<Pod>,
 }
 
 /// The figures behind an alert.
@@ -199,6 +202,7 @@ mod tests {
                 pid: 1,
                 comm: "x".into(),
                 cgroup: None,
+                pod: None,
             },
             evidence: Evidence {
                 value: 1.0,

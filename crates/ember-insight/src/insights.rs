@@ -74,6 +74,8 @@ pub struct Insight {
     pub rule: &'static str,
     /// The alert's subject command.
     pub subject_comm: String,
+    /// The alert's subject's pod, when it runs in one.
+    pub subject_pod: Option<crate::pod::Pod>,
     /// The model's answer.
     pub insight: InsightBody,
     /// The model.
@@ -333,6 +335,7 @@ pub fn generate(llm: &Llm, job: &InsightJob, max_tokens: usize) -> anyhow::Resul
         alert_id: job.alert.id,
         rule: job.alert.rule,
         subject_comm: job.alert.subject.comm.clone(),
+        subject_pod: job.alert.subject.pod.clone(),
         insight: body,
         model: llm.name().to_string(),
         created: rfc3339(SystemTime::now()),

@@ -40,6 +40,7 @@ pub mod insights;
 pub mod json_grammar;
 pub mod llm;
 pub mod metrics;
+pub mod pod;
 pub mod report;
 pub mod rules;
 pub mod server;

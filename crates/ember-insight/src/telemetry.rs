@@ -15,6 +15,7 @@ use serde_json::json;
 use crate::config::ProbeMode;
 use crate::insights::{InsightJob, ProcessContext, RateLimit};
 use crate::metrics::raise_to;
+use crate::pod::Pod;
 use crate::rules::{percentile_us, Engine};
 use crate::state::Shared;
 
@@ -165,7 +166,8 @@ fn run(
                     .get_or_create(&crate::metrics::KindLabel { kind: event.kind() })
                     .inc();
                 if shared.hub.has_clients() {
-                    let (kind, data) = event_json(&event);
+                    let pod = handle.with_table(|t| crate::pod::of(t, event.pid()));
+                    let (kind, data) = event_json(&event, pod.as_ref());
                     shared.hub.publish(kind, data.to_string());
                 }
                 if Instant::now() < next_tick {
@@ -289,8 +291,15 @@ fn update_metrics(shared: &Shared, table: &ProcessTable, stats: &ember_probes::S
     m.fork_rate.set(table.fork_rate());
 }
 
-/// The SSE event name and JSON of a probe event.
-pub fn event_json(event: &Event) -> (&'static str, serde_json::Value) {
+/// The SSE event name and JSON of a probe event, with the process's pod (`"pod"`, null
+/// outside pods).
+pub fn event_json(event: &Event, pod: Option<&Pod>) -> (&'static str, serde_json::Value) {
+    let (kind, mut data) = event_fields(event);
+    data["pod"] = json!(pod);
+    (kind, data)
+}
+
+fn event_fields(event: &Event) -> (&'static str, serde_json::Value) {
     match event {
         Event::Exec(e) => (
             "exec",

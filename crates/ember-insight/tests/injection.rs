@@ -21,6 +21,7 @@ fn job(text: &str) -> InsightJob {
                 pid: 4242,
                 comm: text.chars().take(15).collect(),
                 cgroup: Some(format!("/user.slice/{text}")),
+                pod: None,
             },
             Evidence {
                 value: 500.0,

@@ -10,6 +10,7 @@ mod batching;
 mod errors;
 mod grafana;
 mod injection;
+mod k8s;
 mod limits;
 mod native;
 mod neighbour;

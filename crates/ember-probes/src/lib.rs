@@ -14,6 +14,8 @@
 //!   per-CPU maps and readable at any time;
 //! - a [`ProcessTable`] (tree, CPU %, RSS, start/exit, exit codes, children, fork rate), seeded
 //!   from `/proc` at start and then fed by the events.
+//! - each process's **Kubernetes pod** ([`PodIdentity`]: pod UID, container id, QoS class),
+//!   read from its cgroup path as the kubelet and the runtimes name them ([`pod`]).
 //!
 //! # How it works
 //!
@@ -73,6 +75,7 @@ pub mod error;
 pub mod event;
 pub mod events;
 mod handle;
+pub mod pod;
 mod poller;
 mod probe;
 mod procfs;
@@ -87,6 +90,7 @@ pub use event::{
 };
 pub use events::{Events, RecvError, RecvTimeoutError, TryRecvError};
 pub use handle::{Handle, Histogram, HistogramKind, Stats};
+pub use pod::{pod_identity, PodIdentity, QosClass};
 pub use probe::{Probe, ProbeState, ProbeStatus};
 pub use procfs::cgroup_path;
 pub use table::{Process, ProcessExit, ProcessTable, Source};

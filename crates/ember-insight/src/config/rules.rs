@@ -41,6 +41,25 @@ pub struct Rule {
     pub window_s: f64,
     /// Severity of its alerts.
     pub severity: Severity,
+    /// Only alerts about processes in these Kubernetes pods (UIDs, `metadata.uid`); empty:
+    /// every process. System-wide alerts (no process) are not scoped.
+    #[serde(default)]
+    pub pods: Vec<String>,
+    /// Never alerts about processes in these pods (UIDs).
+    #[serde(default)]
+    pub exclude_pods: Vec<String>,
+}
+
+impl Rule {
+    /// Whether an alert about a process in `pod` (`None`: outside pods) is in the rule's
+    /// scope; `pid == 0` (system-wide) always is.
+    pub fn scopes(&self, pid: u32, pod: Option<&str>) -> bool {
+        if pid == 0 {
+            return true;
+        }
+        let listed = |uids: &[String]| pod.is_some_and(|p| uids.iter().any(|u| u == p));
+        (self.pods.is_empty() || listed(&self.pods)) && !listed(&self.exclude_pods)
+    }
 }
 
 fn yes() -> bool {
@@ -53,6 +72,8 @@ fn rule(threshold: f64, window_s: f64, severity: Severity) -> Rule {
         threshold,
         window_s,
         severity,
+        pods: Vec::new(),
+        exclude_pods: Vec::new(),
     }
 }
 
@@ -79,6 +100,28 @@ pub struct RulesConfig {
     pub keep: usize,
 }
 
+impl RulesConfig {
+    /// Each rule with its name.
+    pub fn named(&self) -> [(&'static str, &Rule); 6] {
+        [
+            ("fork_rate", &self.fork_rate),
+            ("subtree_rss_mb", &self.subtree_rss_mb),
+            ("subtree_cpu_percent", &self.subtree_cpu_percent),
+            ("oom_kills", &self.oom_kills),
+            ("failing_exits", &self.failing_exits),
+            ("runq_p99_us", &self.runq_p99_us),
+        ]
+    }
+
+    /// The rule named `name`.
+    pub fn get(&self, name: &str) -> Option<&Rule> {
+        self.named()
+            .into_iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, r)| r)
+    }
+}
+
 impl Default for RulesConfig {
     fn default() -> Self {
         RulesConfig {
@@ -91,5 +134,23 @@ impl Default for RulesConfig {
             resolve_after_s: 60.0,
             keep: 256,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pod_scope() {
+        let mut r = rule(1.0, 1.0, Severity::Info);
+        assert!(r.scopes(7, None) && r.scopes(7, Some("a")));
+        r.pods = vec!["a".into()];
+        assert!(r.scopes(7, Some("a")));
+        assert!(!r.scopes(7, Some("b")) && !r.scopes(7, None));
+        assert!(r.scopes(0, None), "system-wide alerts are not scoped");
+        r.pods.clear();
+        r.exclude_pods = vec!["a".into()];
+        assert!(!r.scopes(7, Some("a")) && r.scopes(7, Some("b")) && r.scopes(7, None));
     }
 }

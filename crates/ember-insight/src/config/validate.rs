@@ -87,14 +87,15 @@ impl Config {
             1 << 30,
         )?;
         let r = &self.rules;
-        for (name, rule) in [
-            ("fork_rate", &r.fork_rate),
-            ("subtree_rss_mb", &r.subtree_rss_mb),
-            ("subtree_cpu_percent", &r.subtree_cpu_percent),
-            ("oom_kills", &r.oom_kills),
-            ("failing_exits", &r.failing_exits),
-            ("runq_p99_us", &r.runq_p99_us),
-        ] {
+        for (name, rule) in r.named() {
+            for (key, uids) in [("pods", &rule.pods), ("exclude_pods", &rule.exclude_pods)] {
+                if let Some(bad) = uids.iter().find(|u| !pod_uid_like(u)) {
+                    bail!(
+                        "rules.{name}.{key}: {bad:?} is not a pod UID (metadata.uid: hex digits \
+                         and dashes, e.g. 3f2a1b4c-5d6e-4f70-8192-a3b4c5d6e7f8)"
+                    );
+                }
+            }
             within_f64(
                 &format!("rules.{name}.threshold"),
                 rule.threshold,
@@ -121,4 +122,9 @@ impl Config {
         within("insights.max_tokens", i.max_tokens, 1, 1 << 20)?;
         Ok(())
     }
+}
+
+/// A pod UID as `metadata.uid` spells it (a UUID, or a static pod's 32-digit hash).
+fn pod_uid_like(uid: &str) -> bool {
+    (8..=64).contains(&uid.len()) && uid.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
 }

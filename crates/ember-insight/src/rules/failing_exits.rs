@@ -32,6 +32,7 @@ impl Engine {
                         pid: *pid,
                         comm: comm.clone(),
                         cgroup: ember_probes::cgroup_path(*ppid),
+                        pod: crate::pod::of(table, *pid).or_else(|| crate::pod::of(table, *ppid)),
                     },
                     evidence: Evidence {
                         value: n as f64,

@@ -116,8 +116,15 @@ impl Engine {
         let after = Duration::try_from_secs_f64(self.config.resolve_after_s.max(0.0))
             .unwrap_or(Duration::from_secs(60));
         store.resolve_stale(after);
+        let config = &self.config;
         candidates
             .into_iter()
+            .filter(|c| {
+                let pod = c.subject.pod.as_ref().map(|p| p.uid.as_str());
+                config
+                    .get(c.rule)
+                    .is_none_or(|r| r.scopes(c.subject.pid, pod))
+            })
             .filter_map(|c| match store.fire(c, self.config.keep) {
                 Fired::New(alert) => Some(*alert),
                 Fired::Repeat(_) => None,
@@ -158,6 +165,7 @@ fn subject(table: &ProcessTable, pid: u32, fallback_comm: &str) -> Subject {
         pid,
         comm,
         cgroup: ember_probes::cgroup_path(pid),
+        pod: crate::pod::of(table, pid),
     }
 }
 

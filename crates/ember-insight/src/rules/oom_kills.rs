@@ -11,7 +11,7 @@ impl Engine {
     pub(super) fn oom_kills(
         &mut self,
         now: Instant,
-        _table: &ProcessTable,
+        table: &ProcessTable,
         out: &mut Vec<Candidate>,
     ) {
         let rule = &self.config.oom_kills;
@@ -30,6 +30,7 @@ impl Engine {
                     pid,
                     comm,
                     cgroup: None,
+                    pod: crate::pod::of(table, pid),
                 },
                 evidence: Evidence {
                     value: n as f64,

@@ -45,6 +45,7 @@ impl Engine {
                     pid: 0,
                     comm: "system".into(),
                     cgroup: None,
+                    pod: None,
                 },
                 evidence: Evidence {
                     value: p99 as f64,

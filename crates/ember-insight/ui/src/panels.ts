@@ -2,7 +2,7 @@
 // and redraws only when it changed.
 
 import { byId, clock, el, setText } from "./dom";
-import type { Alert, ExitEvent, Insight, Status } from "./types";
+import type { Alert, ExitEvent, Insight, Pod, Status } from "./types";
 
 export function renderStatus(s: Status): void {
   setText(byId("version"), `${s.name} ${s.version}`);
@@ -108,6 +108,14 @@ export class Alerts {
   }
 }
 
+/** The pod and container of an alert's or insight's subject: short ids, the full ones on hover. */
+export function podBadge(pod: Pod | null): HTMLElement | string {
+  if (!pod) return "";
+  const container = pod.container_id ? ` / ${pod.container_id.slice(0, 12)}` : "";
+  const title = `pod ${pod.uid}${pod.container_id ? `, container ${pod.container_id}` : ""}, ${pod.qos_class}${pod.runtime ? `, ${pod.runtime}` : ""}`;
+  return el("span", { class: "pod", title, "data-pod-uid": pod.uid }, `pod ${pod.uid.slice(0, 8)}${container}`);
+}
+
 function alertNode(a: Alert): HTMLElement {
   const e = a.evidence;
   const figures = [
@@ -128,6 +136,7 @@ function alertNode(a: Alert): HTMLElement {
       el("span", { class: "severity" }, a.severity),
       el("span", { class: "rule" }, a.rule),
       el("span", { class: "subject" }, a.subject.pid ? `${a.subject.comm} [${a.subject.pid}]` : a.subject.comm),
+      podBadge(a.subject.pod),
       el("time", {}, `${clock(a.last_seen)}${a.count > 1 ? ` ×${a.count}` : ""}${a.active ? "" : " · resolved"}`),
     ),
     el("p", { class: "message" }, a.message),
@@ -186,6 +195,7 @@ function insightNode(i: Insight): HTMLElement {
       {},
       el("span", { class: "rule" }, i.rule),
       el("span", { class: "subject" }, i.subject_comm),
+      podBadge(i.subject_pod),
       el("span", { class: "confidence", title: "the model's own confidence" }, `${confidence}%`),
       el("time", {}, `${clock(i.created)} · ${(i.took_ms / 1000).toFixed(1)} s, ${i.tokens} tokens`),
     ),

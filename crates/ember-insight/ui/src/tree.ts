@@ -90,7 +90,8 @@ export class ProcessTree {
         const hit =
           p.comm.toLowerCase().includes(this.filter) ||
           String(p.pid) === this.filter ||
-          p.argv.some((a) => a.toLowerCase().includes(this.filter));
+          p.argv.some((a) => a.toLowerCase().includes(this.filter)) ||
+          (p.pod !== null && p.pod.uid.includes(this.filter));
         if (!hit) continue;
         // The match and its ancestors.
         for (let q: ProcessInfo | undefined = p; q && !shown.has(q.pid); q = this.procs.get(q.ppid)) {
@@ -155,7 +156,9 @@ export class ProcessTree {
     row.node.dataset.ppid = String(p.ppid);
     row.node.style.setProperty("--depth", String(depth));
     setText(row.comm, p.comm);
-    row.comm.title = p.argv.join(" ");
+    row.comm.title = p.argv.join(" ") + (p.pod ? `\npod ${p.pod.uid}${p.pod.container_id ? `, container ${p.pod.container_id}` : ""}` : "");
+    if (p.pod) row.node.dataset.podUid = p.pod.uid;
+    else delete row.node.dataset.podUid;
     setText(row.kids, n > 0 && !open ? `(${n})` : "");
     setText(row.cpu, `${p.cpu_percent.toFixed(1)}%`);
     setText(row.rss, bytes(p.rss_bytes));

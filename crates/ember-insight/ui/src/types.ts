@@ -43,6 +43,15 @@ export interface ProcessInfo {
   age_s: number | null;
   running: boolean;
   exit_code: number | null;
+  pod: Pod | null;
+}
+
+/** A process's Kubernetes pod, from its cgroup path. */
+export interface Pod {
+  uid: string;
+  container_id: string | null;
+  qos_class: string;
+  runtime: string | null;
 }
 
 export interface ProcessList {
@@ -54,7 +63,7 @@ export interface Alert {
   id: number;
   rule: string;
   severity: "info" | "warning" | "critical";
-  subject: { pid: number; comm: string; cgroup: string | null };
+  subject: { pid: number; comm: string; cgroup: string | null; pod: Pod | null };
   evidence: {
     value: number;
     threshold: number;
@@ -73,6 +82,7 @@ export interface Insight {
   alert_id: number;
   rule: string;
   subject_comm: string;
+  subject_pod: Pod | null;
   insight: {
     summary: string;
     likely_cause: string;

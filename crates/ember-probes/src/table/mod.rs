@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::event::{Event, ExitStatus};
+use crate::pod::{PodCache, PodIdentity};
 use crate::procfs;
 use crate::sys;
 
@@ -64,6 +65,9 @@ pub struct Process {
     pub uid: Option<u32>,
     /// cgroup v2 id, when an exec event was seen.
     pub cgroup_id: Option<u64>,
+    /// Its pod, container and QoS class when it runs in a Kubernetes pod (from its cgroup path,
+    /// read at exec or when `/proc` is scanned; a forked child shares its parent's).
+    pub pod: Option<Arc<PodIdentity>>,
     /// Start time, when known.
     pub started: Option<SystemTime>,
     /// Pids of the known children, ascending.
@@ -93,6 +97,7 @@ impl Process {
             filename: None,
             uid: None,
             cgroup_id: None,
+            pod: None,
             started: None,
             children: Vec::new(),
             cpu_percent: 0.0,
@@ -135,6 +140,8 @@ pub struct ProcessTable {
     wall_base: (SystemTime, u64),
     /// False when `/proc` is not mounted (a bare chroot): no seeding, no CPU/RSS samples.
     procfs: bool,
+    /// Pod identities by cgroup id.
+    pods: PodCache,
 }
 
 impl ProcessTable {
@@ -154,6 +161,7 @@ impl ProcessTable {
             page_size: crate::event::page_size(),
             boot_secs,
             last_sample_ns: None,
+            pods: PodCache::default(),
         }
     }
 
@@ -303,6 +311,7 @@ impl ProcessTable {
                     p.filename = parent.filename.clone();
                     p.uid = parent.uid;
                     p.cgroup_id = parent.cgroup_id;
+                    p.pod = parent.pod.clone();
                 }
                 p.started = Some(self.wall(f.ts_ns));
                 self.insert(p);
@@ -316,7 +325,23 @@ impl ProcessTable {
                     self.insert(p);
                 }
                 self.set_parent(e.pid, e.ppid);
+                // An exec keeps the cgroup: a forked child in its parent's cgroup keeps the
+                // parent's pod without a read of /proc (which a short-lived child may have left
+                // by now); otherwise the pod is read, once per cgroup where it can be cached.
+                let inherited = self
+                    .procs
+                    .get(&e.pid)
+                    .filter(|p| p.cgroup_id == Some(e.cgroup_id) && p.pod.is_some())
+                    .map(|p| p.pod.clone());
+                let pod = match inherited {
+                    Some(pod) => pod,
+                    None if self.procfs => {
+                        self.pods.resolve(&self.proc_root, e.pid, Some(e.cgroup_id))
+                    }
+                    None => None,
+                };
                 if let Some(p) = self.procs.get_mut(&e.pid) {
+                    p.pod = pod;
                     p.comm = e.comm.clone();
                     p.argv = Arc::from(e.argv.as_slice());
                     p.filename = Some(e.filename.clone());

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::{Process, ProcessExit, ProcessTable, Source};
+use crate::pod;
 use crate::procfs;
 use crate::sys;
 
@@ -29,6 +30,7 @@ impl ProcessTable {
         let mut p = Process::new(stat.pid, stat.ppid, stat.comm.clone(), Source::Procfs);
         p.argv = Arc::from(procfs::read_cmdline(&self.proc_root, stat.pid));
         p.uid = procfs::read_uid(&self.proc_root, stat.pid);
+        p.pod = pod::read(&self.proc_root, stat.pid).map(Arc::new);
         p.start_ticks = Some(stat.start_ticks);
         p.started = self.boot_secs.map(|b| {
             UNIX_EPOCH

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::http::{ApiError, AppState, ErrorBody};
+use crate::pod::Pod;
 
 /// Query of `/processes`.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -36,6 +37,8 @@ pub struct ProcessInfo {
     uid: Option<u32>,
     /// cgroup v2 id, when known.
     cgroup_id: Option<u64>,
+    /// Its Kubernetes pod and container, when it runs in one.
+    pod: Option<Pod>,
     /// CPU use over the last tick, in percent of one CPU.
     cpu_percent: f64,
     /// Resident memory.
@@ -62,6 +65,7 @@ fn process_info(p: &Process, table: &ProcessTable) -> ProcessInfo {
         argv: p.argv.iter().map(|a| a.to_string()).collect(),
         uid: p.uid,
         cgroup_id: p.cgroup_id,
+        pod: p.pod.as_deref().map(Pod::from),
         cpu_percent: (p.cpu_percent * 10.0).round() / 10.0,
         rss_bytes: p.rss_bytes,
         age_s: p
