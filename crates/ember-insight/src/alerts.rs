@@ -1,10 +1,10 @@
 //! Alerts and their store: what the rules raise ([`Alert`], deduplicated by rule and subject)
 //! and what the HTTP layer and the insight worker read ([`AlertStore`]).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant, SystemTime};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::config::Severity;
@@ -12,7 +12,7 @@ use crate::pod::Pod;
 use crate::time::rfc3339;
 
 /// What an alert is about.
-#[derive(Debug, Clone, Serialize, PartialEq, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
 pub struct Subject {
     /// The process (0 for system-wide alerts).
     pub pid: u32,
@@ -25,14 +25,16 @@ pub struct Subject {
 }
 
 /// The figures behind an alert.
-#[derive(Debug, Clone, Serialize, PartialEq, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, ToSchema)]
 pub struct Evidence {
     /// The measured value.
     pub value: f64,
     /// The rule's threshold.
     pub threshold: f64,
     /// Unit of both.
-    pub unit: &'static str,
+    #[serde(deserialize_with = "crate::history::interned")]
+    #[schema(value_type = String)]
+    pub unit: crate::history::Name,
     /// The window, in seconds.
     pub window_s: f64,
     /// Other figures, each `[name, value]`.
@@ -41,12 +43,14 @@ pub struct Evidence {
 }
 
 /// A raised alert.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Alert {
-    /// Unique, increasing.
+    /// Unique, increasing (across restarts when `state.dir` is set).
     pub id: u64,
     /// The rule's name.
-    pub rule: &'static str,
+    #[serde(deserialize_with = "crate::history::interned")]
+    #[schema(value_type = String)]
+    pub rule: crate::history::Name,
     /// Its severity.
     pub severity: Severity,
     /// What it is about.
@@ -63,8 +67,11 @@ pub struct Alert {
     pub count: u64,
     /// False once resolved.
     pub active: bool,
-    #[serde(skip)]
+    #[serde(skip, default = "Instant::now")]
     last_seen_at: Instant,
+    /// What repeats of it share (rule and subject), for merging them.
+    #[serde(skip)]
+    pub(crate) key: String,
 }
 
 impl Alert {
@@ -91,6 +98,7 @@ impl Alert {
             count: 1,
             active: true,
             last_seen_at: Instant::now(),
+            key: String::new(),
         }
     }
 }
@@ -110,6 +118,8 @@ pub struct AlertStore {
     alerts: VecDeque<Alert>,
     active: HashMap<String, u64>,
     next_id: u64,
+    /// Alerts changed since [`take_changed`](Self::take_changed): raised, repeated, resolved.
+    changed: BTreeSet<u64>,
 }
 
 impl AlertStore {
@@ -128,6 +138,34 @@ impl AlertStore {
         self.alerts.iter().find(|a| a.id == id)
     }
 
+    /// Puts back alerts from the history (any order), the newest `keep`; those that were
+    /// active stay active, as if seen now, so that their repeats merge into them and they
+    /// resolve after `resolve_after_s` without. Ids continue after the largest.
+    pub fn restore(&mut self, mut alerts: Vec<Alert>, keep: usize) {
+        alerts.sort_by_key(|a| a.id);
+        let skip = alerts.len().saturating_sub(keep.max(1));
+        for mut alert in alerts.into_iter().skip(skip) {
+            self.next_id = self.next_id.max(alert.id);
+            alert.last_seen_at = Instant::now();
+            if alert.active && !alert.key.is_empty() {
+                self.active.insert(alert.key.clone(), alert.id);
+            } else {
+                alert.active = false;
+            }
+            self.alerts.push_back(alert);
+        }
+    }
+
+    /// The alerts changed since the last call (for the history), oldest first.
+    pub fn take_changed(&mut self) -> Vec<Alert> {
+        let ids = std::mem::take(&mut self.changed);
+        self.alerts
+            .iter()
+            .filter(|a| ids.contains(&a.id))
+            .cloned()
+            .collect()
+    }
+
     pub(crate) fn fire(&mut self, candidate: Candidate, keep: usize) -> Fired {
         let now = SystemTime::now();
         if let Some(&id) = self.active.get(&candidate.key) {
@@ -140,11 +178,12 @@ impl AlertStore {
                 if candidate.subject.pid != 0 {
                     alert.subject = candidate.subject;
                 }
+                self.changed.insert(id);
                 return Fired::Repeat(id);
             }
         }
         self.next_id += 1;
-        let alert = Alert::new(
+        let mut alert = Alert::new(
             self.next_id,
             candidate.rule,
             candidate.severity,
@@ -152,7 +191,9 @@ impl AlertStore {
             candidate.evidence,
             candidate.message,
         );
+        alert.key.clone_from(&candidate.key);
         self.active.insert(candidate.key, alert.id);
+        self.changed.insert(alert.id);
         self.alerts.push_back(alert.clone());
         while self.alerts.len() > keep.max(1) {
             if let Some(old) = self.alerts.pop_front() {
@@ -164,12 +205,14 @@ impl AlertStore {
 
     pub(crate) fn resolve_stale(&mut self, after: Duration) {
         let alerts = &mut self.alerts;
+        let changed = &mut self.changed;
         self.active.retain(|_, id| {
             let Some(alert) = alerts.iter_mut().find(|a| a.id == *id) else {
                 return false;
             };
             if alert.last_seen_at.elapsed() >= after {
                 alert.active = false;
+                changed.insert(alert.id);
                 false
             } else {
                 true

@@ -45,6 +45,9 @@ pub struct Cli {
     /// One KV cache for all sequences (true) or one per sequence (false).
     #[arg(long, value_name = "BOOL")]
     pub kv_unified: Option<bool>,
+    /// Directory where alerts and insights persist across restarts (`state.dir`).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
     /// Probe mode: auto (BPF, else /proc), bpf or procfs.
     #[arg(long, value_enum)]
     pub probe_mode: Option<ProbeMode>,

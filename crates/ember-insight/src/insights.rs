@@ -66,12 +66,14 @@ pub struct InsightBody {
 }
 
 /// One insight.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Insight {
     /// The alert it explains.
     pub alert_id: u64,
     /// The alert's rule.
-    pub rule: &'static str,
+    #[serde(deserialize_with = "crate::history::interned")]
+    #[schema(value_type = String)]
+    pub rule: crate::history::Name,
     /// The alert's subject command.
     pub subject_comm: String,
     /// The alert's subject's pod, when it runs in one.
@@ -188,6 +190,13 @@ impl InsightStore {
         self.items.push_back(insight);
         while self.items.len() > self.keep {
             self.items.pop_front();
+        }
+    }
+
+    /// Puts back insights from the history (oldest first), the newest `keep`.
+    pub fn restore(&mut self, insights: Vec<Insight>) {
+        for insight in insights {
+            self.push(insight);
         }
     }
 
@@ -381,14 +390,15 @@ pub fn run_worker(shared: Arc<Shared>, jobs: Receiver<InsightJob>) {
                     insight.insight.summary
                 );
                 shared.metrics.insights.inc();
-                if let Ok(text) = serde_json::to_string(&insight) {
+                let text = serde_json::to_string(&insight);
+                {
+                    let mut store = shared.insights.lock().unwrap_or_else(|e| e.into_inner());
+                    shared.persist_insight(&insight);
+                    store.push(insight);
+                }
+                if let Ok(text) = text {
                     shared.hub.publish("insight", text);
                 }
-                shared
-                    .insights
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(insight);
             }
             Err(e) => {
                 shared.metrics.insight_failures.inc();

@@ -34,6 +34,7 @@ pub mod alerts;
 pub mod cli;
 pub mod config;
 pub mod engine;
+pub mod history;
 pub mod http;
 pub mod hub;
 pub mod insights;

@@ -96,6 +96,8 @@ pub struct Metrics {
     pub insight_queue: Gauge,
     /// Alerts that got no insight because of the rate limit or a full queue.
     pub insights_skipped: Counter,
+    /// Writes to the history (`state.dir`) that failed.
+    pub history_write_errors: Counter,
     /// `/stream` clients connected now.
     pub sse_clients: Gauge,
     /// `/stream` clients dropped for falling behind.
@@ -150,6 +152,7 @@ impl Metrics {
             insight_seconds: Histogram::new(exponential_buckets(0.25, 2.0, 10)),
             insight_queue: Gauge::default(),
             insights_skipped: Counter::default(),
+            history_write_errors: Counter::default(),
             sse_clients: Gauge::default(),
             sse_clients_dropped: Counter::default(),
             unauthorized: Counter::default(),
@@ -249,6 +252,11 @@ impl Metrics {
             "insights_skipped",
             "Alerts left without insight by the rate limit or a full queue",
             m.insights_skipped.clone(),
+        );
+        registry.register(
+            "history_write_errors",
+            "Writes of alerts or insights to the history in state.dir that failed",
+            m.history_write_errors.clone(),
         );
         registry.register(
             "sse_clients",

@@ -30,7 +30,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.bind))?;
     let addr = listener.local_addr()?;
-    let shared = Shared::new(config);
+    let shared = Shared::open(config)?;
     // Listen first so that /healthz answers while the probes and the model load.
     log::info!("listening on http://{addr}");
     eprintln!(
@@ -153,7 +153,7 @@ async fn shutdown_signal() {
 ///
 /// Telemetry cannot start, or the model cannot be loaded.
 pub fn once(config: Config, duration: Duration) -> anyhow::Result<String> {
-    let shared = Shared::new(config);
+    let shared = Shared::open(config)?;
     let llm = match &shared.config.model.path {
         Some(path) => {
             let llm = Arc::new(Llm::load(

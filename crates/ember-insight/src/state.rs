@@ -10,6 +10,7 @@ use tokio::sync::Semaphore;
 
 use crate::alerts::AlertStore;
 use crate::config::Config;
+use crate::history::History;
 use crate::hub::Hub;
 use crate::insights::InsightStore;
 use crate::llm::Llm;
@@ -87,11 +88,53 @@ pub struct Shared {
     pub started: Instant,
     /// Set at shutdown: the telemetry thread and insight worker stop.
     pub stopping: AtomicBool,
+    /// Alerts and insights on disk (`state.dir`). Taken after `alerts` or `insights`, never
+    /// before: the record is on disk before the lock that shows it is released.
+    pub history: Option<Mutex<History>>,
 }
 
 impl Shared {
-    /// Fresh state for `config`.
+    /// State for `config` with its history: the store in `state.dir` opened, and its newest
+    /// alerts (`rules.keep`) and insights (`insights.keep`) back in memory.
+    ///
+    /// # Errors
+    ///
+    /// The store cannot be opened or read (see [`History::open`]).
+    pub fn open(config: Config) -> anyhow::Result<Arc<Shared>> {
+        let Some(history) = History::open(&config.state)? else {
+            return Ok(Shared::new(config));
+        };
+        let alerts = history.alerts(config.rules.keep)?;
+        let insights = history.insights(config.insights.keep)?;
+        log::info!(
+            "history {}: {} alerts ({} active) and {} insights restored",
+            history.path().display(),
+            alerts.len(),
+            alerts.iter().filter(|a| a.active).count(),
+            insights.len()
+        );
+        let mut shared = Shared::build(config);
+        {
+            let s = Arc::get_mut(&mut shared).expect("not shared yet");
+            s.alerts
+                .get_mut()
+                .unwrap_or_else(|e| e.into_inner())
+                .restore(alerts, s.config.rules.keep);
+            s.insights
+                .get_mut()
+                .unwrap_or_else(|e| e.into_inner())
+                .restore(insights);
+            s.history = Some(Mutex::new(history));
+        }
+        Ok(shared)
+    }
+
+    /// Fresh state for `config`, in memory only.
     pub fn new(config: Config) -> Arc<Shared> {
+        Shared::build(config)
+    }
+
+    fn build(config: Config) -> Arc<Shared> {
         Arc::new(Shared {
             metrics: Metrics::new(VERSION),
             hub: Hub::new(config.limits.sse_queue, config.limits.sse_clients),
@@ -104,6 +147,7 @@ impl Shared {
             )),
             started: Instant::now(),
             stopping: AtomicBool::new(false),
+            history: None,
             config,
         })
     }
@@ -126,6 +170,38 @@ impl Shared {
         match self.model_state() {
             ModelState::Ready(llm) => Some(llm),
             _ => None,
+        }
+    }
+
+    /// Writes what changed in `alerts` to the history (when there is one), under the alert
+    /// store's lock that the caller holds. A failed write is logged and counted; the alerts
+    /// stay in memory.
+    pub fn persist_alerts(&self, alerts: &mut AlertStore) {
+        let changed = alerts.take_changed();
+        if let Some(history) = &self.history {
+            let result = history
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .save_alerts(&changed);
+            self.history_result(result);
+        }
+    }
+
+    /// Writes an insight to the history (when there is one).
+    pub fn persist_insight(&self, insight: &crate::insights::Insight) {
+        if let Some(history) = &self.history {
+            let result = history
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .save_insight(insight);
+            self.history_result(result);
+        }
+    }
+
+    fn history_result(&self, result: anyhow::Result<()>) {
+        if let Err(e) = result {
+            self.metrics.history_write_errors.inc();
+            log::warn!("writing the history: {e:#}");
         }
     }
 

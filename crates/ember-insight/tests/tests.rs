@@ -9,6 +9,7 @@ mod api;
 mod batching;
 mod errors;
 mod grafana;
+mod history;
 mod injection;
 mod k8s;
 mod limits;

@@ -71,6 +71,9 @@ impl Config {
         if let Some(n) = cli.queue {
             config.model.queue = n;
         }
+        if let Some(dir) = &cli.state_dir {
+            config.state.dir = Some(dir.clone());
+        }
         if let Some(on) = cli.kv_unified {
             config.model.kv_unified = on;
         }

@@ -10,6 +10,7 @@ mod load;
 mod model;
 mod probes;
 mod rules;
+mod state;
 mod validate;
 
 use std::net::SocketAddr;
@@ -21,6 +22,7 @@ pub use limits::LimitsConfig;
 pub use model::{ModelConfig, ModelPriority, MAX_THREADS};
 pub use probes::{ProbeConfig, ProbeMode};
 pub use rules::{Rule, RulesConfig, Severity};
+pub use state::StateConfig;
 
 /// The whole configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -41,6 +43,8 @@ pub struct Config {
     pub rules: RulesConfig,
     /// Insight settings.
     pub insights: InsightConfig,
+    /// History on disk.
+    pub state: StateConfig,
 }
 
 impl Default for Config {
@@ -53,6 +57,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             rules: RulesConfig::default(),
             insights: InsightConfig::default(),
+            state: StateConfig::default(),
         }
     }
 }

@@ -120,6 +120,10 @@ impl Config {
         within_f64("insights.min_interval_s", i.min_interval_s, 0.0, 86_400.0)?;
         within("insights.keep", i.keep, 1, 10_000)?;
         within("insights.max_tokens", i.max_tokens, 1, 1 << 20)?;
+        let s = &self.state;
+        within("state.max_alerts", s.max_alerts, 1, 10_000_000)?;
+        within("state.max_insights", s.max_insights, 1, 10_000_000)?;
+        within_f64("state.max_age_days", s.max_age_days, 0.001, 36_500.0)?;
         Ok(())
     }
 }

@@ -258,6 +258,12 @@ impl Daemon {
         self.terminate()
     }
 
+    /// SIGKILL, as an OOM kill or a node's crash would end it.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     fn terminate(&mut self) -> std::process::ExitStatus {
         let _ = Command::new("kill")
             .arg("-TERM")
