@@ -67,6 +67,9 @@ pub struct Alert {
     pub count: u64,
     /// False once resolved.
     pub active: bool,
+    /// When it was resolved (RFC 3339): `rules.resolve_after_s` after its last firing.
+    #[serde(default)]
+    pub resolved: Option<String>,
     #[serde(skip, default = "Instant::now")]
     last_seen_at: Instant,
     /// What repeats of it share (rule and subject), for merging them.
@@ -97,6 +100,7 @@ impl Alert {
             last_seen: now,
             count: 1,
             active: true,
+            resolved: None,
             last_seen_at: Instant::now(),
             key: String::new(),
         }
@@ -149,8 +153,9 @@ impl AlertStore {
             alert.last_seen_at = Instant::now();
             if alert.active && !alert.key.is_empty() {
                 self.active.insert(alert.key.clone(), alert.id);
-            } else {
+            } else if alert.active {
                 alert.active = false;
+                alert.resolved = Some(alert.last_seen.clone());
             }
             self.alerts.push_back(alert);
         }
@@ -212,6 +217,7 @@ impl AlertStore {
             };
             if alert.last_seen_at.elapsed() >= after {
                 alert.active = false;
+                alert.resolved = Some(rfc3339(SystemTime::now()));
                 changed.insert(alert.id);
                 false
             } else {

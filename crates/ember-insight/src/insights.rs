@@ -396,6 +396,7 @@ pub fn run_worker(shared: Arc<Shared>, jobs: Receiver<InsightJob>) {
                     shared.persist_insight(&insight);
                     store.push(insight);
                 }
+                shared.alert_news.notify_one();
                 if let Ok(text) = text {
                     shared.hub.publish("insight", text);
                 }

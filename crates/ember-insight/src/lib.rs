@@ -30,6 +30,7 @@
 // docs.rs (nightly, `--cfg docsrs`): items gated on a feature or target say so.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod alertmanager;
 pub mod alerts;
 pub mod cli;
 pub mod config;

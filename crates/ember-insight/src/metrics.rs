@@ -18,6 +18,15 @@ pub struct RuleLabel {
     pub rule: String,
 }
 
+/// Labels of the Alertmanager posts.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AlertmanagerLabel {
+    /// The Alertmanager's base URL.
+    pub url: String,
+    /// `ok` or `error`.
+    pub outcome: &'static str,
+}
+
 /// Label of per-probe metrics.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ProbeLabel {
@@ -98,6 +107,8 @@ pub struct Metrics {
     pub insights_skipped: Counter,
     /// Writes to the history (`state.dir`) that failed.
     pub history_write_errors: Counter,
+    /// POSTs of alerts to each Alertmanager, by outcome.
+    pub alertmanager_posts: Family<AlertmanagerLabel, Counter>,
     /// `/stream` clients connected now.
     pub sse_clients: Gauge,
     /// `/stream` clients dropped for falling behind.
@@ -153,6 +164,7 @@ impl Metrics {
             insight_queue: Gauge::default(),
             insights_skipped: Counter::default(),
             history_write_errors: Counter::default(),
+            alertmanager_posts: Family::default(),
             sse_clients: Gauge::default(),
             sse_clients_dropped: Counter::default(),
             unauthorized: Counter::default(),
@@ -257,6 +269,11 @@ impl Metrics {
             "history_write_errors",
             "Writes of alerts or insights to the history in state.dir that failed",
             m.history_write_errors.clone(),
+        );
+        registry.register(
+            "alertmanager_posts",
+            "POSTs of alerts to each Alertmanager (alertmanager.urls), by outcome",
+            m.alertmanager_posts.clone(),
         );
         registry.register(
             "sse_clients",

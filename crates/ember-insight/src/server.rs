@@ -93,6 +93,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                 .await
         }
     });
+    // Alerts to Alertmanager (when configured): a task of its own, never in the rules' way.
+    let alertmanager = tokio::spawn(crate::alertmanager::run(shared.clone()));
     let telemetry_shared = shared.clone();
     let insight_tx = worker.is_some().then_some(jobs_tx);
     let telemetry =
@@ -111,6 +113,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         } => log::warn!("requests still open after {SHUTDOWN_GRACE:?}; exiting anyway"),
     }
     shared.stopping.store(true, Ordering::Relaxed);
+    alertmanager.abort();
     let _ = tokio::task::spawn_blocking(move || {
         let _ = telemetry.join();
         if let Some(w) = worker {

@@ -91,6 +91,9 @@ pub struct Shared {
     /// Alerts and insights on disk (`state.dir`). Taken after `alerts` or `insights`, never
     /// before: the record is on disk before the lock that shows it is released.
     pub history: Option<Mutex<History>>,
+    /// Woken when an alert is new or resolved, or gets its insight: the Alertmanager task
+    /// sends then rather than at its next resend.
+    pub alert_news: tokio::sync::Notify,
 }
 
 impl Shared {
@@ -148,6 +151,7 @@ impl Shared {
             started: Instant::now(),
             stopping: AtomicBool::new(false),
             history: None,
+            alert_news: tokio::sync::Notify::new(),
             config,
         })
     }
@@ -178,6 +182,11 @@ impl Shared {
     /// stay in memory.
     pub fn persist_alerts(&self, alerts: &mut AlertStore) {
         let changed = alerts.take_changed();
+        // New (first firing) or resolved: news for the Alertmanagers; repeats wait for the
+        // next resend.
+        if changed.iter().any(|a| !a.active || a.count == 1) {
+            self.alert_news.notify_one();
+        }
         if let Some(history) = &self.history {
             let result = history
                 .lock()

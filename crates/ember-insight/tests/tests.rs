@@ -5,6 +5,7 @@
 
 mod common;
 
+mod alertmanager;
 mod api;
 mod batching;
 mod errors;

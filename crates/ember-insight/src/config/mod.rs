@@ -4,6 +4,7 @@
 //!
 //! [`Cli`]: crate::cli::Cli
 
+mod alertmanager;
 mod insights;
 mod limits;
 mod load;
@@ -17,6 +18,7 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
+pub use alertmanager::AlertmanagerConfig;
 pub use insights::InsightConfig;
 pub use limits::LimitsConfig;
 pub use model::{ModelConfig, ModelPriority, MAX_THREADS};
@@ -45,6 +47,8 @@ pub struct Config {
     pub insights: InsightConfig,
     /// History on disk.
     pub state: StateConfig,
+    /// Where alerts are sent.
+    pub alertmanager: AlertmanagerConfig,
 }
 
 impl Default for Config {
@@ -58,6 +62,7 @@ impl Default for Config {
             rules: RulesConfig::default(),
             insights: InsightConfig::default(),
             state: StateConfig::default(),
+            alertmanager: AlertmanagerConfig::default(),
         }
     }
 }

@@ -120,6 +120,20 @@ impl Config {
         within_f64("insights.min_interval_s", i.min_interval_s, 0.0, 86_400.0)?;
         within("insights.keep", i.keep, 1, 10_000)?;
         within("insights.max_tokens", i.max_tokens, 1, 1 << 20)?;
+        let am = &self.alertmanager;
+        for url in &am.urls {
+            let uri: hyper::Uri = url
+                .parse()
+                .map_err(|e| anyhow::anyhow!("alertmanager.urls: {url:?} is not a URL: {e}"))?;
+            if uri.scheme_str() != Some("http") || uri.host().is_none() {
+                bail!(
+                    "alertmanager.urls: {url:?} must be http://HOST:PORT (https is not spoken: \
+                     put a TLS proxy in front, or reach it on the cluster network)"
+                );
+            }
+        }
+        within_f64("alertmanager.resend_s", am.resend_s, 0.1, 86_400.0)?;
+        within_f64("alertmanager.timeout_s", am.timeout_s, 0.1, 600.0)?;
         let s = &self.state;
         within("state.max_alerts", s.max_alerts, 1, 10_000_000)?;
         within("state.max_insights", s.max_insights, 1, 10_000_000)?;
