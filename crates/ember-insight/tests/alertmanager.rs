@@ -311,7 +311,7 @@ async fn a_storm_alert_reaches_alertmanager_with_its_insight_survives_a_restart_
         .as_array()
         .unwrap()
         .iter()
-        .find(|a| a["id"].to_string() == id)
+        .find(|a| a["id"].as_u64().map(|n| n.to_string()).as_deref() == Some(id.as_str()))
         .cloned()
         .unwrap();
     assert_eq!(ours["active"], false, "{ours}");
