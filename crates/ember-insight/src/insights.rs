@@ -391,6 +391,7 @@ pub fn run_worker(shared: Arc<Shared>, jobs: Receiver<InsightJob>) {
                 );
                 shared.metrics.insights.inc();
                 let text = serde_json::to_string(&insight);
+                shared.export_insight(&insight);
                 {
                     let mut store = shared.insights.lock().unwrap_or_else(|e| e.into_inner());
                     shared.persist_insight(&insight);

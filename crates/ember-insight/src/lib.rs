@@ -42,6 +42,7 @@ pub mod insights;
 pub mod json_grammar;
 pub mod llm;
 pub mod metrics;
+pub mod otlp;
 pub mod pod;
 pub mod report;
 pub mod rules;

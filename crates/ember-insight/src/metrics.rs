@@ -27,6 +27,22 @@ pub struct AlertmanagerLabel {
     pub outcome: &'static str,
 }
 
+/// Labels of the OTLP exports.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OtlpLabel {
+    /// `metrics` or `logs`.
+    pub signal: &'static str,
+    /// `ok` or `error`.
+    pub outcome: &'static str,
+}
+
+/// Label of dropped OTLP log records.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DropLabel {
+    /// `queue_full` or `export_failed`.
+    pub reason: &'static str,
+}
+
 /// Label of per-probe metrics.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ProbeLabel {
@@ -109,6 +125,10 @@ pub struct Metrics {
     pub history_write_errors: Counter,
     /// POSTs of alerts to each Alertmanager, by outcome.
     pub alertmanager_posts: Family<AlertmanagerLabel, Counter>,
+    /// OTLP exports, by signal and outcome.
+    pub otlp_exports: Family<OtlpLabel, Counter>,
+    /// OTLP log records dropped, by reason.
+    pub otlp_dropped: Family<DropLabel, Counter>,
     /// `/stream` clients connected now.
     pub sse_clients: Gauge,
     /// `/stream` clients dropped for falling behind.
@@ -165,6 +185,8 @@ impl Metrics {
             insights_skipped: Counter::default(),
             history_write_errors: Counter::default(),
             alertmanager_posts: Family::default(),
+            otlp_exports: Family::default(),
+            otlp_dropped: Family::default(),
             sse_clients: Gauge::default(),
             sse_clients_dropped: Counter::default(),
             unauthorized: Counter::default(),
@@ -274,6 +296,16 @@ impl Metrics {
             "alertmanager_posts",
             "POSTs of alerts to each Alertmanager (alertmanager.urls), by outcome",
             m.alertmanager_posts.clone(),
+        );
+        registry.register(
+            "otlp_exports",
+            "OTLP exports (otlp.endpoint), by signal and outcome",
+            m.otlp_exports.clone(),
+        );
+        registry.register(
+            "otlp_dropped",
+            "OTLP log records dropped: the queue was full, or the receiver refused or timed out",
+            m.otlp_dropped.clone(),
         );
         registry.register(
             "sse_clients",

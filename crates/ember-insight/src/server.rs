@@ -95,6 +95,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     });
     // Alerts to Alertmanager (when configured): a task of its own, never in the rules' way.
     let alertmanager = tokio::spawn(crate::alertmanager::run(shared.clone()));
+    // OTLP export (when configured): tasks of their own, fed through a bounded queue.
+    let otlp = [
+        tokio::spawn(crate::otlp::run_metrics(shared.clone())),
+        tokio::spawn(crate::otlp::run_logs(shared.clone())),
+    ];
     let telemetry_shared = shared.clone();
     let insight_tx = worker.is_some().then_some(jobs_tx);
     let telemetry =
@@ -114,6 +119,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     }
     shared.stopping.store(true, Ordering::Relaxed);
     alertmanager.abort();
+    otlp.iter().for_each(tokio::task::JoinHandle::abort);
     let _ = tokio::task::spawn_blocking(move || {
         let _ = telemetry.join();
         if let Some(w) = worker {

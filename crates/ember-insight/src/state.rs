@@ -94,6 +94,8 @@ pub struct Shared {
     /// Woken when an alert is new or resolved, or gets its insight: the Alertmanager task
     /// sends then rather than at its next resend.
     pub alert_news: tokio::sync::Notify,
+    /// Records waiting for the OTLP logs export (when it is configured).
+    pub otlp_logs: Option<crate::otlp::LogQueue>,
 }
 
 impl Shared {
@@ -152,6 +154,10 @@ impl Shared {
             stopping: AtomicBool::new(false),
             history: None,
             alert_news: tokio::sync::Notify::new(),
+            otlp_logs: config
+                .otlp
+                .url("logs")
+                .map(|_| crate::otlp::LogQueue::new(config.otlp.queue)),
             config,
         })
     }
@@ -187,6 +193,9 @@ impl Shared {
         if changed.iter().any(|a| !a.active || a.count == 1) {
             self.alert_news.notify_one();
         }
+        for alert in changed.iter().filter(|a| !a.active || a.count == 1) {
+            self.export_alert(alert);
+        }
         if let Some(history) = &self.history {
             let result = history
                 .lock()
@@ -205,6 +214,64 @@ impl Shared {
                 .save_insight(insight);
             self.history_result(result);
         }
+    }
+
+    /// Queues a record for the OTLP logs export (when configured); a full queue drops it,
+    /// counted.
+    pub fn export_log(&self, record: crate::otlp::Record) {
+        if let Some(queue) = &self.otlp_logs {
+            if !queue.push(record) {
+                self.metrics
+                    .otlp_dropped
+                    .get_or_create(&crate::metrics::DropLabel {
+                        reason: "queue_full",
+                    })
+                    .inc();
+            }
+        }
+    }
+
+    fn export_alert(&self, a: &crate::alerts::Alert) {
+        if self.otlp_logs.is_none() {
+            return;
+        }
+        let fields = serde_json::json!({
+            "alert.id": a.id, "alert.rule": a.rule, "alert.state": if a.active { "firing" } else { "resolved" },
+            "alert.value": a.evidence.value, "alert.threshold": a.evidence.threshold,
+            "alert.unit": a.evidence.unit, "alert.window_s": a.evidence.window_s,
+            "alert.first_seen": a.first_seen, "alert.resolved": a.resolved,
+            "process.pid": a.subject.pid, "process.command": a.subject.comm, "cgroup": a.subject.cgroup,
+        });
+        self.export_log(crate::otlp::Record {
+            kind: "alert",
+            time: std::time::SystemTime::now(),
+            severity: Some(a.severity),
+            body: a.message.clone(),
+            fields,
+            pod: a.subject.pod.clone(),
+        });
+    }
+
+    /// Queues an insight for the OTLP logs export (when configured).
+    pub fn export_insight(&self, i: &crate::insights::Insight) {
+        if self.otlp_logs.is_none() {
+            return;
+        }
+        let fields = serde_json::json!({
+            "alert.id": i.alert_id, "alert.rule": i.rule, "process.command": i.subject_comm,
+            "insight.likely_cause": i.insight.likely_cause,
+            "insight.suggested_actions": i.insight.suggested_actions.join("; "),
+            "insight.confidence": i.insight.confidence, "insight.model": i.model,
+            "insight.took_ms": i.took_ms, "insight.tokens": i.tokens,
+        });
+        self.export_log(crate::otlp::Record {
+            kind: "insight",
+            time: std::time::SystemTime::now(),
+            severity: None,
+            body: i.insight.summary.clone(),
+            fields,
+            pod: i.subject_pod.clone(),
+        });
     }
 
     fn history_result(&self, result: anyhow::Result<()>) {

@@ -155,6 +155,7 @@ fn run(
     let mut next_tick = crate::time::after(tick);
     let mut ticks = 0u64;
     let mut limit = RateLimit::new(shared.config.insights.min_interval_s);
+    let otlp_events = shared.otlp_logs.is_some() && shared.config.otlp.events;
     while !shared.stopping.load(Ordering::Relaxed) {
         let wait = next_tick.saturating_duration_since(Instant::now());
         match handle.events().recv_timeout(wait) {
@@ -165,10 +166,27 @@ fn run(
                     .events
                     .get_or_create(&crate::metrics::KindLabel { kind: event.kind() })
                     .inc();
-                if shared.hub.has_clients() {
+                let to_clients = shared.hub.has_clients();
+                if to_clients || otlp_events {
                     let pod = handle.with_table(|t| crate::pod::of(t, event.pid()));
                     let (kind, data) = event_json(&event, pod.as_ref());
-                    shared.hub.publish(kind, data.to_string());
+                    if to_clients {
+                        shared.hub.publish(kind, data.to_string());
+                    }
+                    if otlp_events {
+                        shared.export_log(crate::otlp::Record {
+                            kind,
+                            time: std::time::SystemTime::now(),
+                            severity: None,
+                            body: format!(
+                                "{kind} {} (pid {})",
+                                data["comm"].as_str().unwrap_or(""),
+                                event.pid()
+                            ),
+                            fields: data,
+                            pod,
+                        });
+                    }
                 }
                 if Instant::now() < next_tick {
                     continue;

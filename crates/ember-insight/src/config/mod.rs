@@ -9,6 +9,7 @@ mod insights;
 mod limits;
 mod load;
 mod model;
+mod otlp;
 mod probes;
 mod rules;
 mod state;
@@ -22,6 +23,7 @@ pub use alertmanager::AlertmanagerConfig;
 pub use insights::InsightConfig;
 pub use limits::LimitsConfig;
 pub use model::{ModelConfig, ModelPriority, MAX_THREADS};
+pub use otlp::OtlpConfig;
 pub use probes::{ProbeConfig, ProbeMode};
 pub use rules::{Rule, RulesConfig, Severity};
 pub use state::StateConfig;
@@ -49,6 +51,8 @@ pub struct Config {
     pub state: StateConfig,
     /// Where alerts are sent.
     pub alertmanager: AlertmanagerConfig,
+    /// OTLP export.
+    pub otlp: OtlpConfig,
 }
 
 impl Default for Config {
@@ -63,6 +67,7 @@ impl Default for Config {
             insights: InsightConfig::default(),
             state: StateConfig::default(),
             alertmanager: AlertmanagerConfig::default(),
+            otlp: OtlpConfig::default(),
         }
     }
 }

@@ -120,17 +120,19 @@ impl Config {
         within_f64("insights.min_interval_s", i.min_interval_s, 0.0, 86_400.0)?;
         within("insights.keep", i.keep, 1, 10_000)?;
         within("insights.max_tokens", i.max_tokens, 1, 1 << 20)?;
+        let o = &self.otlp;
+        for signal in ["metrics", "logs"] {
+            if let Some(url) = o.url(signal) {
+                http_url(&format!("otlp ({signal})"), &url)?;
+            }
+        }
+        within_f64("otlp.interval_s", o.interval_s, 0.1, 86_400.0)?;
+        within_f64("otlp.timeout_s", o.timeout_s, 0.1, 600.0)?;
+        within("otlp.queue", o.queue, 1, 1 << 24)?;
+        within("otlp.batch", o.batch, 1, 1 << 16)?;
         let am = &self.alertmanager;
         for url in &am.urls {
-            let uri: hyper::Uri = url
-                .parse()
-                .map_err(|e| anyhow::anyhow!("alertmanager.urls: {url:?} is not a URL: {e}"))?;
-            if uri.scheme_str() != Some("http") || uri.host().is_none() {
-                bail!(
-                    "alertmanager.urls: {url:?} must be http://HOST:PORT (https is not spoken: \
-                     put a TLS proxy in front, or reach it on the cluster network)"
-                );
-            }
+            http_url("alertmanager.urls", url)?;
         }
         within_f64("alertmanager.resend_s", am.resend_s, 0.1, 86_400.0)?;
         within_f64("alertmanager.timeout_s", am.timeout_s, 0.1, 600.0)?;
@@ -145,4 +147,18 @@ impl Config {
 /// A pod UID as `metadata.uid` spells it (a UUID, or a static pod's 32-digit hash).
 fn pod_uid_like(uid: &str) -> bool {
     (8..=64).contains(&uid.len()) && uid.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
+}
+
+/// Checks that `url` is plain `http://HOST[:PORT]/...`.
+fn http_url(what: &str, url: &str) -> anyhow::Result<()> {
+    let uri: hyper::Uri = url
+        .parse()
+        .map_err(|e| anyhow::anyhow!("{what}: {url:?} is not a URL: {e}"))?;
+    if uri.scheme_str() != Some("http") || uri.host().is_none() {
+        bail!(
+            "{what}: {url:?} must be http://HOST:PORT/... (https is not spoken: put a TLS proxy \
+             in front, or reach it on the cluster network)"
+        );
+    }
+    Ok(())
 }
