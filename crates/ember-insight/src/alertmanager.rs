@@ -18,11 +18,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
 
 use crate::alerts::Alert;
@@ -150,8 +145,7 @@ pub async fn run(shared: Arc<Shared>) {
     let node = node_name(config.node.as_deref());
     let resend = Duration::from_secs_f64(config.resend_s);
     let timeout = Duration::from_secs_f64(config.timeout_s);
-    let client: Client<HttpConnector, Full<Bytes>> =
-        Client::builder(TokioExecutor::new()).build_http();
+    let client = crate::push::client();
     let mut fixed_labels: HashMap<u64, Labels> = HashMap::new();
     log::info!(
         "sending alerts to {} as node {node}, again every {:.0} s",
@@ -209,7 +203,13 @@ pub async fn run(shared: Arc<Shared>) {
                     postable(a, labels, insights.get(&a.id), &ends_active)
                 })
                 .collect();
-            let result = post(&client, &t.endpoint, &body, timeout).await;
+            let result = match serde_json::to_vec(&body) {
+                Ok(bytes) => {
+                    crate::push::post(&client, &t.endpoint, "application/json", bytes, timeout)
+                        .await
+                }
+                Err(e) => Err(e.to_string()),
+            };
             let outcome = if result.is_ok() { "ok" } else { "error" };
             shared
                 .metrics
@@ -270,43 +270,6 @@ fn snapshot(shared: &Shared) -> (Vec<Alert>, HashMap<u64, Insight>) {
         .map(|i| (i.alert_id, i.clone()))
         .collect();
     (alerts, insights)
-}
-
-async fn post(
-    client: &Client<HttpConnector, Full<Bytes>>,
-    endpoint: &hyper::Uri,
-    body: &[Value],
-    timeout: Duration,
-) -> Result<(), String> {
-    let bytes = serde_json::to_vec(body).map_err(|e| e.to_string())?;
-    let request = hyper::Request::post(endpoint.clone())
-        .header("content-type", "application/json")
-        .header(
-            "user-agent",
-            concat!("insightd/", env!("CARGO_PKG_VERSION")),
-        )
-        .body(Full::new(Bytes::from(bytes)))
-        .map_err(|e| e.to_string())?;
-    let response = tokio::time::timeout(timeout, client.request(request))
-        .await
-        .map_err(|_| format!("no answer in {timeout:?}"))?
-        .map_err(|e| format!("{e}"))?;
-    let status = response.status();
-    if status.is_success() {
-        return Ok(());
-    }
-    let text: String = tokio::time::timeout(timeout, response.into_body().collect())
-        .await
-        .ok()
-        .and_then(|r| r.ok())
-        .map(|b| {
-            String::from_utf8_lossy(&b.to_bytes())
-                .chars()
-                .take(300)
-                .collect()
-        })
-        .unwrap_or_default();
-    Err(format!("HTTP {status}: {text}"))
 }
 
 #[cfg(test)]

@@ -44,6 +44,7 @@ pub mod llm;
 pub mod metrics;
 pub mod otlp;
 pub mod pod;
+pub mod push;
 pub mod report;
 pub mod rules;
 pub mod server;

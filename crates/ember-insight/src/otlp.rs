@@ -24,11 +24,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
@@ -46,6 +41,9 @@ use crate::config::Severity;
 use crate::metrics::OtlpLabel;
 use crate::pod::Pod;
 use crate::state::Shared;
+
+/// OTLP/HTTP's binary encoding.
+const PROTOBUF: &str = "application/x-protobuf";
 
 /// One record for the logs export.
 #[derive(Debug, Clone)]
@@ -269,14 +267,15 @@ pub fn metrics_request(
             ..Default::default()
         });
     }
+    let scope_metrics = vec![ScopeMetrics {
+        scope: Some(scope()),
+        metrics,
+        ..Default::default()
+    }];
     ExportMetricsServiceRequest {
         resource_metrics: vec![ResourceMetrics {
             resource: Some(resource()),
-            scope_metrics: vec![ScopeMetrics {
-                scope: Some(scope()),
-                metrics,
-                ..Default::default()
-            }],
+            scope_metrics,
             ..Default::default()
         }],
     }
@@ -400,43 +399,17 @@ pub fn logs_request(records: &[Record]) -> ExportLogsServiceRequest {
             }
         })
         .collect();
+    let scope_logs = vec![ScopeLogs {
+        scope: Some(scope()),
+        log_records,
+        ..Default::default()
+    }];
     ExportLogsServiceRequest {
         resource_logs: vec![ResourceLogs {
             resource: Some(resource()),
-            scope_logs: vec![ScopeLogs {
-                scope: Some(scope()),
-                log_records,
-                ..Default::default()
-            }],
+            scope_logs,
             ..Default::default()
         }],
-    }
-}
-
-type HttpClient = Client<HttpConnector, Full<Bytes>>;
-
-async fn post(
-    client: &HttpClient,
-    url: &hyper::Uri,
-    body: Vec<u8>,
-    timeout: Duration,
-) -> Result<(), String> {
-    let request = hyper::Request::post(url.clone())
-        .header("content-type", "application/x-protobuf")
-        .header(
-            "user-agent",
-            concat!("insightd/", env!("CARGO_PKG_VERSION")),
-        )
-        .body(Full::new(Bytes::from(body)))
-        .map_err(|e| e.to_string())?;
-    let response = tokio::time::timeout(timeout, client.request(request))
-        .await
-        .map_err(|_| format!("no answer in {timeout:?}"))?
-        .map_err(|e| e.to_string())?;
-    if response.status().is_success() {
-        Ok(())
-    } else {
-        Err(format!("HTTP {}", response.status()))
     }
 }
 
@@ -457,7 +430,7 @@ pub async fn run_metrics(shared: Arc<Shared>) {
     else {
         return;
     };
-    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+    let client = crate::push::client();
     let timeout = Duration::from_secs_f64(config.timeout_s);
     let interval = Duration::from_secs_f64(config.interval_s);
     let started = SystemTime::now() - shared.started.elapsed();
@@ -471,7 +444,7 @@ pub async fn run_metrics(shared: Arc<Shared>) {
         // The time before the read: a scrape that ends before it read no later values.
         let now = SystemTime::now();
         let request = metrics_request(&shared.metrics.encode(), started, now);
-        match post(&client, &url, request.encode_to_vec(), timeout).await {
+        match crate::push::post(&client, &url, PROTOBUF, request.encode_to_vec(), timeout).await {
             Ok(()) => {
                 count(&shared, "metrics", "ok");
                 failures = 0;
@@ -509,7 +482,7 @@ pub async fn run_logs(shared: Arc<Shared>) {
     let Some(mut rx) = queue.rx.lock().unwrap_or_else(|e| e.into_inner()).take() else {
         return;
     };
-    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+    let client = crate::push::client();
     let timeout = Duration::from_secs_f64(config.timeout_s);
     log::info!(
         "exporting alerts, insights{} by OTLP logs to {url}",
@@ -533,7 +506,7 @@ pub async fn run_logs(shared: Arc<Shared>) {
             }
         }
         let body = logs_request(&batch).encode_to_vec();
-        match post(&client, &url, body, timeout).await {
+        match crate::push::post(&client, &url, PROTOBUF, body, timeout).await {
             Ok(()) => {
                 count(&shared, "logs", "ok");
                 failures = 0;

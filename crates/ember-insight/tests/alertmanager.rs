@@ -122,32 +122,8 @@ resolve_after_s = 3.0
 threshold = 20.0
 window_s = 2.0
 severity = "critical"
-
-[rules.subtree_rss_mb]
-enabled = false
-threshold = 1.0
-window_s = 1.0
-severity = "info"
-
-[rules.subtree_cpu_percent]
-enabled = false
-threshold = 1.0
-window_s = 1.0
-severity = "info"
-
-[rules.failing_exits]
-enabled = false
-threshold = 1.0
-window_s = 1.0
-severity = "info"
-
-[rules.runq_p99_us]
-enabled = false
-threshold = 1.0
-window_s = 1.0
-severity = "info"
 "#
-    )
+    ) + &common::rules_off_except(&["fork_rate"])
 }
 
 /// Waits (bounded) until `f` finds something in the Alertmanager.
@@ -191,21 +167,10 @@ async fn a_storm_alert_reaches_alertmanager_with_its_insight_survives_a_restart_
         Some(&config(&am.url)),
     );
     d.wait_ready(Duration::from_secs(120)).await;
-    if d.probe_mode().await != "bpf" {
-        assert!(
-            !common::bpf_required(),
-            "BPF is required but insightd runs in procfs mode"
-        );
-        common::skipped("fork events need BPF (run as root)");
+    if !common::runs_bpf(&d, "fork events need BPF").await {
         return;
     }
-    let sh = dir.path().join(STORM);
-    std::fs::copy("/bin/sh", &sh).unwrap();
-    let mut storm = Command::new(&sh)
-        .args(["-c", "while :; do /bin/true; done"])
-        .stdin(Stdio::null())
-        .spawn()
-        .unwrap();
+    let storm = common::fork_storm(dir.path(), STORM);
     let began = Instant::now();
 
     // 1. The alert, with its labels.
@@ -296,8 +261,7 @@ async fn a_storm_alert_reaches_alertmanager_with_its_insight_survives_a_restart_
     assert!(errors >= 1.0, "{m}");
 
     // 4. After the storm: resolved in insightd, then in the Alertmanager (endsAt passed).
-    let _ = storm.kill();
-    let _ = storm.wait();
+    drop(storm);
     let stopped = Instant::now();
     let resolved = until(&am, Duration::from_secs(30), "the resolved alert", |a| {
         a.iter()

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -39,58 +39,23 @@ resolve_after_s = 1.0
 threshold = 1.0
 window_s = 1.0
 severity = "warning"
-
-[rules.fork_rate]
-enabled = false
-threshold = 1.0
-window_s = 1.0
-severity = "info"
-
-[rules.subtree_rss_mb]
-enabled = false
-threshold = 1.0
-window_s = 1.0
-severity = "info"
-
-[rules.subtree_cpu_percent]
-enabled = false
-threshold = 1.0
-window_s = 1.0
-severity = "info"
-
-[rules.runq_p99_us]
-enabled = false
-threshold = 1.0
-window_s = 1.0
-severity = "info"
 "#,
         state.display()
-    )
+    ) + &common::rules_off_except(&["failing_exits"])
 }
 
 /// Commands that fail, each under a name of its own (a new alert each), until dropped.
-struct Failures(Child);
-
-impl Failures {
-    fn start(dir: &Path, round: usize) -> Failures {
-        let script = format!(
-            "i=0; while :; do i=$((i+1)); f={dir}/hf{round}x$i; cp /bin/false $f; $f; rm -f $f; sleep 0.05; done",
-            dir = dir.display()
-        );
-        let child = Command::new("sh")
-            .args(["-c", &script])
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap();
-        Failures(child)
-    }
-}
-
-impl Drop for Failures {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+fn failures(dir: &Path, round: usize) -> common::KillOnDrop {
+    let script = format!(
+        "i=0; while :; do i=$((i+1)); f={dir}/hf{round}x$i; cp /bin/false $f; $f; rm -f $f; sleep 0.05; done",
+        dir = dir.display()
+    );
+    let child = Command::new("sh")
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    common::KillOnDrop(child)
 }
 
 fn ids(list: &Value, field: &str, id: &str) -> Vec<u64> {
@@ -113,12 +78,7 @@ async fn start(model: &Path, state: &Path, max_alerts: usize) -> Option<Daemon> 
         Some(&config(state, max_alerts)),
     );
     d.wait_ready(Duration::from_secs(120)).await;
-    if d.probe_mode().await != "bpf" {
-        assert!(
-            !common::bpf_required(),
-            "BPF is required but insightd runs in procfs mode"
-        );
-        common::skipped("failing exits need BPF (run as root)");
+    if !common::runs_bpf(&d, "failing exits need BPF").await {
         return None;
     }
     Some(d)
@@ -136,7 +96,7 @@ async fn kill_9_loses_no_acknowledged_alert_or_insight() {
         let Some(d) = start(&model, state.path(), 10_000).await else {
             return;
         };
-        let failures = Failures::start(work.path(), round);
+        let failures = failures(work.path(), round);
         // Different moments in the write pattern each round; from the third on, the kill
         // waits for an insight to be shown first (one takes seconds on a small CPU) and comes
         // while the next is being written.
@@ -271,7 +231,7 @@ async fn kill_9_loses_no_acknowledged_alert_or_insight() {
     );
     assert_eq!(distinct, rows_alerts, "an alert stored twice under two ids");
     // Ids go on after the restart: a new alert gets one never used before.
-    let failures = Failures::start(work.path(), rounds);
+    let failures = failures(work.path(), rounds);
     let max_before = *unique_alerts.last().unwrap();
     let start_wait = Instant::now();
     loop {

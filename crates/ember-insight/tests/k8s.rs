@@ -208,32 +208,8 @@ threshold = 20.0
 window_s = 2.0
 severity = "warning"
 exclude_pods = ["{excluded_uid}"]
-
-[rules.subtree_rss_mb]
-enabled = false
-threshold = 1.0
-window_s = 1.0
-severity = "info"
-
-[rules.subtree_cpu_percent]
-enabled = false
-threshold = 1.0
-window_s = 1.0
-severity = "info"
-
-[rules.failing_exits]
-enabled = false
-threshold = 1.0
-window_s = 1.0
-severity = "info"
-
-[rules.runq_p99_us]
-enabled = false
-threshold = 1.0
-window_s = 1.0
-severity = "info"
 "#
-    )
+    ) + &common::rules_off_except(&["fork_rate"])
 }
 
 /// Reads the SSE stream at `url` for `for_` and returns its events' `data` as JSON.
@@ -292,12 +268,7 @@ async fn pod_identity_from_kubelet_cgroups_on_processes_events_and_alerts() {
         Some(&config(&excluded_uid)),
     );
     d.wait_ready(Duration::from_secs(60)).await;
-    if d.probe_mode().await != "bpf" {
-        assert!(
-            !common::bpf_required(),
-            "BPF is required but insightd runs in procfs mode"
-        );
-        common::skipped("fork events and alerts need BPF (run as root)");
+    if !common::runs_bpf(&d, "fork events and alerts need BPF").await {
         return;
     }
     let sse = tokio::spawn(stream(d.url("/stream"), Duration::from_secs(6)));

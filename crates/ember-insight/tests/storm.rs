@@ -1,8 +1,6 @@
 //! Must show 2: a fork storm fires the fork-rate alert, and an insight follows whose JSON
 //! parses and names the storm's command.
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -13,28 +11,6 @@ use crate::common::{self, Daemon};
 const STORM: &str = "emberstorm";
 
 const CONFIG: &str = include_str!("fork-storm.toml");
-
-struct Storm(Child);
-
-impl Storm {
-    fn start(dir: &Path) -> Storm {
-        let sh = dir.join(STORM);
-        std::fs::copy("/bin/sh", &sh).unwrap();
-        let child = Command::new(&sh)
-            .args(["-c", "while :; do /bin/true; done"])
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap();
-        Storm(child)
-    }
-}
-
-impl Drop for Storm {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn fork_storm_raises_an_alert_and_an_insight() {
@@ -58,7 +34,7 @@ async fn fork_storm_raises_an_alert_and_an_insight() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let storm = Storm::start(dir.path());
+    let storm = common::fork_storm(dir.path(), STORM);
     let storm_pid = storm.0.id();
 
     let start = Instant::now();

@@ -338,3 +338,61 @@ pub fn sse_events(body: &str) -> Vec<Vec<(String, String)>> {
         })
         .collect()
 }
+
+/// TOML tables that turn off every rule but those in `keep` (which the caller configures), so
+/// that nothing else fires or competes for the model in a test.
+pub fn rules_off_except(keep: &[&str]) -> String {
+    [
+        "fork_rate",
+        "subtree_rss_mb",
+        "subtree_cpu_percent",
+        "oom_kills",
+        "failing_exits",
+        "runq_p99_us",
+    ]
+    .iter()
+    .filter(|r| !keep.contains(r))
+    .map(|r| {
+        format!(
+            "\n[rules.{r}]\nenabled = false\nthreshold = 1.0\nwindow_s = 1.0\nseverity = \"info\"\n"
+        )
+    })
+    .collect()
+}
+
+/// Whether `d` runs its probes with BPF; when not, fails if BPF is required and otherwise says
+/// the test is skipped because of `what` (e.g. "fork events need BPF").
+pub async fn runs_bpf(d: &Daemon, what: &str) -> bool {
+    if d.probe_mode().await == "bpf" {
+        return true;
+    }
+    assert!(
+        !bpf_required(),
+        "BPF is required but insightd runs in procfs mode"
+    );
+    skipped(&format!("{what} (run as root)"));
+    false
+}
+
+/// A child process killed and reaped on drop.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A fork storm under the command name `name`: a copy of /bin/sh in `dir` looping over
+/// /bin/true, until dropped.
+pub fn fork_storm(dir: &std::path::Path, name: &str) -> KillOnDrop {
+    let sh = dir.join(name);
+    std::fs::copy("/bin/sh", &sh).unwrap();
+    let child = Command::new(&sh)
+        .args(["-c", "while :; do /bin/true; done"])
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    KillOnDrop(child)
+}
