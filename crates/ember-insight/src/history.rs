@@ -285,7 +285,8 @@ fn now_ms() -> i64 {
 
 /// A name the code spells as a literal (a rule, a unit). An alias, not `&'static str` written
 /// out, so that serde's derive does not take such a field for one borrowed from the input
-/// (which would tie every record to the text it was read from); the history deserializes it with a private interner.
+/// (which would tie every record to the text it was read from); the history reads it through a
+/// private interner.
 pub type Name = &'static str;
 
 /// Deserializes a name the code spells as `&'static str` (a rule, a unit) from the history:
