@@ -440,6 +440,12 @@ pub async fn run_metrics(shared: Arc<Shared>) {
     );
     let mut failures = 0u32;
     while !shared.stopping.load(Ordering::Relaxed) {
+        // A first export after one interval, as a scraper's first scrape: the receiver may
+        // start beside insightd.
+        sleep_unless_stopping(&shared, interval).await;
+        if shared.stopping.load(Ordering::Relaxed) {
+            break;
+        }
         crate::metrics::raise_to(&shared.metrics.sse_clients_dropped, shared.hub.dropped());
         // The time before the read: a scrape that ends before it read no later values.
         let now = SystemTime::now();
@@ -457,7 +463,6 @@ pub async fn run_metrics(shared: Arc<Shared>) {
                 }
             }
         }
-        sleep_unless_stopping(&shared, interval).await;
     }
 }
 

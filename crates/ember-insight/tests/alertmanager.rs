@@ -193,7 +193,7 @@ async fn a_storm_alert_reaches_alertmanager_with_its_insight_survives_a_restart_
         .as_str()
         .unwrap()
         .contains("forks/s"));
-    eprintln!(
+    crate::report!(
         "alert in Alertmanager {:.1} s after the storm began: labels {labels}",
         raised_after.as_secs_f64()
     );
@@ -212,7 +212,7 @@ async fn a_storm_alert_reaches_alertmanager_with_its_insight_survives_a_restart_
             .await;
         tokio::time::sleep(Duration::from_millis(300)).await;
     };
-    eprintln!(
+    crate::report!(
         "insight annotation {:.1} s after the storm began: {}",
         began.elapsed().as_secs_f64(),
         with_insight["annotations"]["insight"]
@@ -236,7 +236,7 @@ async fn a_storm_alert_reaches_alertmanager_with_its_insight_survives_a_restart_
     .await;
     assert_eq!(again["status"]["state"], "active", "{again}");
     assert!(again["annotations"].get("insight").is_some(), "{again}");
-    eprintln!(
+    crate::report!(
         "after an Alertmanager restart: the alert is back in {:.1} s, with its insight",
         restarted.elapsed().as_secs_f64()
     );
@@ -257,7 +257,9 @@ async fn a_storm_alert_reaches_alertmanager_with_its_insight_survives_a_restart_
         ),
     )
     .unwrap_or(0.0);
-    eprintln!("posts while it was down: {errors} failed (retried with backoff); {ok} ok in all");
+    crate::report!(
+        "posts while it was down: {errors} failed (retried with backoff); {ok} ok in all"
+    );
     assert!(errors >= 1.0, "{m}");
 
     // 4. After the storm: resolved in insightd, then in the Alertmanager (endsAt passed).
@@ -279,7 +281,7 @@ async fn a_storm_alert_reaches_alertmanager_with_its_insight_survives_a_restart_
         .cloned()
         .unwrap();
     assert_eq!(ours["active"], false, "{ours}");
-    eprintln!(
+    crate::report!(
         "resolved {:.1} s after the storm ended (resolve_after_s = 3): insightd's resolved = {}, gone from Alertmanager's active alerts",
         stopped.elapsed().as_secs_f64(),
         ours["resolved"]

@@ -136,7 +136,7 @@ async fn kill_9_loses_no_acknowledged_alert_or_insight() {
         }
         d.kill9();
         drop(failures);
-        eprintln!(
+        crate::report!(
             "round {round}: killed (-9) after {:.1} s; newly acknowledged: {a} alerts, {i} insights",
             began.elapsed().as_secs_f64()
         );
@@ -161,7 +161,7 @@ async fn kill_9_loses_no_acknowledged_alert_or_insight() {
     assert_eq!(check, "ok", "integrity check after kill -9");
     let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
     let wal = state.path().join("insightd.db-wal");
-    eprintln!(
+    crate::report!(
         "store after the kills: insightd.db {} bytes, -wal {} bytes, for {} rows ({} bytes a row)",
         size(&db),
         size(&wal),
@@ -180,11 +180,15 @@ async fn kill_9_loses_no_acknowledged_alert_or_insight() {
     let unique_insights: BTreeSet<u64> = found_insights.iter().copied().collect();
     let lost_alerts: Vec<&u64> = acked_alerts.difference(&unique_alerts).collect();
     let lost_insights: Vec<&u64> = acked_insights.difference(&unique_insights).collect();
-    eprintln!(
+    crate::report!(
         "{:<9} {:>9} {:>13} {:>12} {:>5}",
-        "", "written", "acknowledged", "found after", "lost"
+        "",
+        "written",
+        "acknowledged",
+        "found after",
+        "lost"
     );
-    eprintln!(
+    crate::report!(
         "{:<9} {:>9} {:>13} {:>12} {:>5}",
         "alerts",
         rows_alerts,
@@ -192,7 +196,7 @@ async fn kill_9_loses_no_acknowledged_alert_or_insight() {
         found_alerts.len(),
         lost_alerts.len()
     );
-    eprintln!(
+    crate::report!(
         "{:<9} {:>9} {:>13} {:>12} {:>5}",
         "insights",
         rows_insights,
@@ -200,7 +204,9 @@ async fn kill_9_loses_no_acknowledged_alert_or_insight() {
         found_insights.len(),
         lost_insights.len()
     );
-    eprintln!("integrity_check: {check}; distinct (key, first_seen) among alert rows: {distinct}");
+    crate::report!(
+        "integrity_check: {check}; distinct (key, first_seen) among alert rows: {distinct}"
+    );
     assert!(
         acked_alerts.len() >= 20,
         "too few alerts to tell: {acked_alerts:?}"
@@ -259,7 +265,7 @@ async fn kill_9_loses_no_acknowledged_alert_or_insight() {
     let list: Value = d.get_json("/alerts").await;
     let kept = ids(&list, "alerts", "id");
     d.stop();
-    eprintln!(
+    crate::report!(
         "retention max_alerts = 20: {} alerts back; insightd.db {} bytes, -wal {} bytes",
         kept.len(),
         size(&db),

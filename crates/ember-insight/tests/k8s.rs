@@ -257,7 +257,7 @@ async fn pod_identity_from_kubelet_cgroups_on_processes_events_and_alerts() {
     plan.retain(|(s, _)| {
         let have = root_of(s.hierarchy).is_some();
         if !have {
-            eprintln!("no {:?} hierarchy here: {} not tested", s.hierarchy, s.name);
+            crate::report!("no {:?} hierarchy here: {} not tested", s.hierarchy, s.name);
         }
         have
     });
@@ -312,9 +312,16 @@ async fn pod_identity_from_kubelet_cgroups_on_processes_events_and_alerts() {
         m.stop();
     }
 
-    eprintln!(
+    crate::report!(
         "{:<33} {:<8} {:<10} {:<10} {:>10} {:<8} {:<10} {:<10}",
-        "scheme", "uid", "/processes", "container", "sse events", "with pod", "alert", "qos"
+        "scheme",
+        "uid",
+        "/processes",
+        "container",
+        "sse events",
+        "with pod",
+        "alert",
+        "qos"
     );
     let mut failures = Vec::new();
     for ((m, excluded), p) in markers.iter().zip(&processes) {
@@ -348,7 +355,7 @@ async fn pod_identity_from_kubelet_cgroups_on_processes_events_and_alerts() {
         } else {
             m.scheme.name.to_string()
         };
-        eprintln!(
+        crate::report!(
             "{:<33} {:<8} {:<10} {:<10} {:>10} {:<8} {:<10} {:<10}",
             name,
             &m.uid[..8],
@@ -371,7 +378,7 @@ async fn pod_identity_from_kubelet_cgroups_on_processes_events_and_alerts() {
             },
             pod["qos_class"].as_str().unwrap_or("-"),
         );
-        eprintln!("    {} (cgroup id {})", m.path, p["cgroup_id"]);
+        crate::report!("    {} (cgroup id {})", m.path, p["cgroup_id"]);
         let mut check = |ok: bool, what: String| {
             if !ok {
                 failures.push(format!("{}: {what}", name));

@@ -20,6 +20,16 @@ pub fn skipped(reason: &str) {
     let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {reason}");
 }
 
+/// Prints a test's figures where `cargo test` shows them even when the test passes (straight
+/// to stderr, past libtest's capture), for the tables an issue asks to see.
+#[macro_export]
+macro_rules! report {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 /// The test model, or `None` (skip) when it is missing outside CI.
 pub fn model() -> Option<PathBuf> {
     match std::env::var_os("EMBER_TEST_MODEL").map(PathBuf::from) {
