@@ -42,6 +42,7 @@ use crate::llm::Llm;
 use crate::metrics::EndpointLabel;
 use crate::state::ModelState;
 use chat::{chat_messages, chat_prompt};
+use tokens::ModelOnlyErrors;
 use generation::{
     collect_all, gen_request, spawn_choices, summary_of, take_slot, Delivery, PromptInput, NEXT_ID,
 };
@@ -327,25 +328,6 @@ pub async fn chat_completions(
     .into_response())
 }
 
-/// The errors of the endpoints that render a chat without generating (`/apply-template`,
-/// `/chat/completions/input_tokens`), in the document: no queue, so no 429.
-#[derive(utoipa::IntoResponses)]
-#[allow(dead_code)]
-enum TemplateErrors {
-    /// A malformed chat, or one the template rejects.
-    #[response(status = 400)]
-    BadRequest(ErrorBody),
-    /// A missing or wrong bearer token.
-    #[response(status = 401)]
-    Unauthorized(ErrorBody),
-    /// A body over `limits.body_bytes`.
-    #[response(status = 413)]
-    TooLarge(ErrorBody),
-    /// No model is loaded.
-    #[response(status = 503)]
-    NoModel(ErrorBody),
-}
-
 /// `/apply-template` answer.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct AppliedTemplate {
@@ -357,7 +339,7 @@ pub struct AppliedTemplate {
 /// without generating.
 #[utoipa::path(post, path = "/apply-template", tag = "openai", request_body = ApplyTemplateRequest, responses(
     (status = 200, description = "the rendered prompt", body = AppliedTemplate),
-    TemplateErrors))]
+    ModelOnlyErrors))]
 pub async fn apply_template(
     State(state): State<AppState>,
     Json(body): Json<ApplyTemplateRequest>,
@@ -378,7 +360,7 @@ pub struct InputTokens {
 /// the prompt of this chat request holds, without generating.
 #[utoipa::path(post, path = "/v1/chat/completions/input_tokens", tag = "openai", request_body = ChatRequest, responses(
     (status = 200, description = "the prompt's token count", body = InputTokens),
-    TemplateErrors))]
+    ModelOnlyErrors))]
 pub async fn input_tokens(
     State(state): State<AppState>,
     Json(body): Json<ChatRequest>,

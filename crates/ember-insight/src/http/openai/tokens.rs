@@ -62,13 +62,15 @@ pub struct DetokenizeResponse {
     content: String,
 }
 
-/// The errors both tokenizer endpoints can answer, in the document (as `GenerationErrors` is
-/// for the generation endpoints; these never queue or generate, so no 429 or 500).
+/// The errors of the endpoints that use the model without generating (the tokenizer's, and
+/// those that render a chat: `/apply-template`, `/chat/completions/input_tokens`), in the
+/// document, as `GenerationErrors` is for the generation endpoints: no queue or generation,
+/// so no 429 or 500.
 #[derive(utoipa::IntoResponses)]
 #[allow(dead_code)]
-enum TokenizerErrors {
-    /// What the tokenizer refuses: text it cannot tokenize, a token outside the vocabulary,
-    /// or tokens whose bytes are not UTF-8.
+pub(super) enum ModelOnlyErrors {
+    /// What the tokenizer or the chat template refuses: text it cannot tokenize, a token
+    /// outside the vocabulary, tokens whose bytes are not UTF-8, a malformed chat.
     #[response(status = 400)]
     BadRequest(ErrorBody),
     /// A missing or wrong bearer token.
@@ -85,7 +87,7 @@ enum TokenizerErrors {
 /// `POST /tokenize`.
 #[utoipa::path(post, path = "/tokenize", tag = "openai", request_body = TokenizeRequest, responses(
     (status = 200, description = "the text's tokens", body = TokenizeResponse),
-    TokenizerErrors))]
+    ModelOnlyErrors))]
 pub async fn tokenize(
     State(state): State<AppState>,
     Json(body): Json<TokenizeRequest>,
@@ -116,7 +118,7 @@ pub async fn tokenize(
 /// `POST /detokenize`.
 #[utoipa::path(post, path = "/detokenize", tag = "openai", request_body = DetokenizeRequest, responses(
     (status = 200, description = "the tokens' text", body = DetokenizeResponse),
-    TokenizerErrors))]
+    ModelOnlyErrors))]
 pub async fn detokenize(
     State(state): State<AppState>,
     Json(body): Json<DetokenizeRequest>,
