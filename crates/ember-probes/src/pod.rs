@@ -82,7 +82,7 @@ pub fn parse_cgroup_path(path: &str) -> Option<PodIdentity> {
             "besteffort" => qos = QosClass::BestEffort,
             _ => {
                 let uid = level.strip_prefix("pod")?.replace('_', "-");
-                if !valid_uid(&uid) {
+                if !is_pod_uid(&uid) {
                     return None;
                 }
                 pod_uid = Some(uid);
@@ -126,7 +126,9 @@ fn container(part: &str) -> (Option<String>, Option<&'static str>) {
     (valid_id(name).then(|| name.to_string()), None)
 }
 
-fn valid_uid(uid: &str) -> bool {
+/// Whether `uid` is spelled as a pod UID (`metadata.uid`): a UUID, or a static pod's 32-digit
+/// hash; hex digits and dashes.
+pub fn is_pod_uid(uid: &str) -> bool {
     (8..=64).contains(&uid.len()) && uid.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
 }
 
@@ -190,8 +192,12 @@ pub fn pod_identity(pid: u32) -> Option<PodIdentity> {
 
 /// [`pod_identity`] under another `/proc`.
 pub(crate) fn read(proc_root: &Path, pid: u32) -> Option<PodIdentity> {
-    let text = std::fs::read_to_string(proc_root.join(pid.to_string()).join("cgroup")).ok()?;
-    parse_proc_cgroup(&text).pod
+    parse_proc_cgroup(&proc_cgroup_file(proc_root, pid)?).pod
+}
+
+/// The text of `<proc_root>/<pid>/cgroup` (`None` once the process is gone).
+fn proc_cgroup_file(proc_root: &Path, pid: u32) -> Option<String> {
+    std::fs::read_to_string(proc_root.join(pid.to_string()).join("cgroup")).ok()
 }
 
 /// Most cgroup ids kept by [`PodCache`] before it starts over: a node has a few hundred
@@ -224,7 +230,7 @@ impl PodCache {
         if let Some(known) = cgroup_id.and_then(|id| self.by_cgroup.get(&id)) {
             return known.clone();
         }
-        let text = std::fs::read_to_string(proc_root.join(pid.to_string()).join("cgroup")).ok()?;
+        let text = proc_cgroup_file(proc_root, pid)?;
         let read = parse_proc_cgroup(&text);
         let pod = read.pod.map(Arc::new);
         let mount = self

@@ -89,7 +89,7 @@ impl Config {
         let r = &self.rules;
         for (name, rule) in r.named() {
             for (key, uids) in [("pods", &rule.pods), ("exclude_pods", &rule.exclude_pods)] {
-                if let Some(bad) = uids.iter().find(|u| !pod_uid_like(u)) {
+                if let Some(bad) = uids.iter().find(|u| !ember_probes::pod::is_pod_uid(u)) {
                     bail!(
                         "rules.{name}.{key}: {bad:?} is not a pod UID (metadata.uid: hex digits \
                          and dashes, e.g. 3f2a1b4c-5d6e-4f70-8192-a3b4c5d6e7f8)"
@@ -142,11 +142,6 @@ impl Config {
         within_f64("state.max_age_days", s.max_age_days, 0.001, 36_500.0)?;
         Ok(())
     }
-}
-
-/// A pod UID as `metadata.uid` spells it (a UUID, or a static pod's 32-digit hash).
-fn pod_uid_like(uid: &str) -> bool {
-    (8..=64).contains(&uid.len()) && uid.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
 }
 
 /// Checks that `url` is plain `http://HOST[:PORT]/...`.
