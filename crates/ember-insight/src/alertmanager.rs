@@ -34,12 +34,7 @@ pub fn node_name(configured: Option<&str>) -> String {
     configured
         .map(str::to_string)
         .or_else(|| std::env::var("NODE_NAME").ok().filter(|n| !n.is_empty()))
-        .or_else(|| {
-            std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .ok()
-                .map(|h| h.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown".into())
+        .unwrap_or_else(crate::push::host_name)
 }
 
 /// The labels an alert is first sent with.

@@ -99,9 +99,7 @@ fn string(key: &str, value: impl Into<String>) -> KeyValue {
 
 /// The resource every export carries.
 pub fn resource() -> Resource {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "unknown".into());
+    let host = crate::push::host_name();
     let mut attributes = vec![
         string("service.name", "insightd"),
         string("service.version", crate::state::VERSION),
@@ -446,10 +444,9 @@ pub async fn run_metrics(shared: Arc<Shared>) {
         if shared.stopping.load(Ordering::Relaxed) {
             break;
         }
-        crate::metrics::raise_to(&shared.metrics.sse_clients_dropped, shared.hub.dropped());
         // The time before the read: a scrape that ends before it read no later values.
         let now = SystemTime::now();
-        let request = metrics_request(&shared.metrics.encode(), started, now);
+        let request = metrics_request(&shared.metrics_text(), started, now);
         match crate::push::post(&client, &url, PROTOBUF, request.encode_to_vec(), timeout).await {
             Ok(()) => {
                 count(&shared, "metrics", "ok");

@@ -9,6 +9,13 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
+/// This host's name as the fleet's services are told it (`/proc/sys/kernel/hostname`).
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
 /// The client (HTTP/1.1, no TLS), kept for the connections it pools.
 pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
 

@@ -119,28 +119,28 @@ impl Shared {
             insights.len()
         );
         let mut shared = Shared::build(config);
-        {
-            let s = Arc::get_mut(&mut shared).expect("not shared yet");
-            s.alerts
-                .get_mut()
-                .unwrap_or_else(|e| e.into_inner())
-                .restore(alerts, s.config.rules.keep);
-            s.insights
-                .get_mut()
-                .unwrap_or_else(|e| e.into_inner())
-                .restore(insights);
-            s.history = Some(Mutex::new(history));
-        }
-        Ok(shared)
+        let keep = shared.config.rules.keep;
+        shared
+            .alerts
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .restore(alerts, keep);
+        shared
+            .insights
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .restore(insights);
+        shared.history = Some(Mutex::new(history));
+        Ok(Arc::new(shared))
     }
 
     /// Fresh state for `config`, in memory only.
     pub fn new(config: Config) -> Arc<Shared> {
-        Shared::build(config)
+        Arc::new(Shared::build(config))
     }
 
-    fn build(config: Config) -> Arc<Shared> {
-        Arc::new(Shared {
+    fn build(config: Config) -> Shared {
+        Shared {
             metrics: Metrics::new(VERSION),
             hub: Hub::new(config.limits.sse_queue, config.limits.sse_clients),
             alerts: Mutex::new(AlertStore::default()),
@@ -159,7 +159,7 @@ impl Shared {
                 .url("logs")
                 .map(|_| crate::otlp::LogQueue::new(config.otlp.queue)),
             config,
-        })
+        }
     }
 
     /// A copy of the telemetry snapshot.
@@ -168,6 +168,13 @@ impl Shared {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// The OpenMetrics text of every metric, as `/metrics` and the OTLP export read it: the
+    /// count of dropped stream clients, kept by the hub, brought up to date first.
+    pub fn metrics_text(&self) -> String {
+        crate::metrics::raise_to(&self.metrics.sse_clients_dropped, self.hub.dropped());
+        self.metrics.encode()
     }
 
     /// The model state.
@@ -183,18 +190,19 @@ impl Shared {
         }
     }
 
-    /// Writes what changed in `alerts` to the history (when there is one), under the alert
-    /// store's lock that the caller holds. A failed write is logged and counted; the alerts
-    /// stay in memory.
-    pub fn persist_alerts(&self, alerts: &mut AlertStore) {
+    /// Hands on what changed in `alerts`, under the alert store's lock that the caller holds:
+    /// every change to the history (when there is one; a failed write is logged and counted,
+    /// the alerts stay in memory), and new (first firing) or resolved alerts to the OTLP
+    /// export and, as news, to the Alertmanager sender (repeats wait for its next resend).
+    pub fn publish_alert_changes(&self, alerts: &mut AlertStore) {
         let changed = alerts.take_changed();
-        // New (first firing) or resolved: news for the Alertmanagers; repeats wait for the
-        // next resend.
-        if changed.iter().any(|a| !a.active || a.count == 1) {
-            self.alert_news.notify_one();
-        }
+        let mut news = false;
         for alert in changed.iter().filter(|a| !a.active || a.count == 1) {
+            news = true;
             self.export_alert(alert);
+        }
+        if news {
+            self.alert_news.notify_one();
         }
         if let Some(history) = &self.history {
             let result = history

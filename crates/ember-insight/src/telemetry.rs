@@ -231,7 +231,7 @@ fn run(
             let mut store = shared.alerts.lock().unwrap_or_else(|e| e.into_inner());
             let new = engine.evaluate(&table, runq, &mut store);
             // On disk before the lock is released: what /alerts or /stream shows was written.
-            shared.persist_alerts(&mut store);
+            shared.publish_alert_changes(&mut store);
             shared
                 .metrics
                 .alerts_active

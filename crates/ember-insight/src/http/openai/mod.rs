@@ -42,7 +42,6 @@ use crate::llm::Llm;
 use crate::metrics::EndpointLabel;
 use crate::state::ModelState;
 use chat::{chat_messages, chat_prompt};
-use tokens::ModelOnlyErrors;
 use generation::{
     collect_all, gen_request, spawn_choices, summary_of, take_slot, Delivery, PromptInput, NEXT_ID,
 };
@@ -50,6 +49,7 @@ pub use native::{__path_completion, completion, NativeCompletionRequest};
 pub use props::{__path_props, __path_slots, props, slots, Slot};
 use response::{chat_logprobs, completion_logprobs, timings, usage};
 use sse::{sse_response, Ending, Step, UsageChunk};
+use tokens::ModelOnlyErrors;
 pub use tokens::{
     __path_detokenize, __path_tokenize, detokenize, tokenize, DetokenizeRequest,
     DetokenizeResponse, TokenEntry, TokenizeRequest, TokenizeResponse,

@@ -13,8 +13,7 @@ use crate::http::{AppState, ErrorBody};
      content((String = "text/plain"), (String = "application/openmetrics-text"))),
     (status = 401, description = "missing or wrong bearer token", body = ErrorBody)))]
 pub async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
-    crate::metrics::raise_to(&state.metrics.sse_clients_dropped, state.hub.dropped());
-    let text = state.metrics.encode();
+    let text = state.metrics_text();
     let openmetrics = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
