@@ -100,11 +100,16 @@ fn read_prefix(path: &Path) -> Result<Option<String>> {
     Ok(Some(prefix.trim().to_string()))
 }
 
-/// Whether `name` is a Rust symbol (v0 or legacy mangling), which is not llama.cpp's.
+/// Whether `name` is a Rust symbol (v0 or legacy mangling), which is not llama.cpp's. ThinLTO
+/// may promote a local one to a global with a `.llvm.<number>` suffix (seen on aarch64).
 fn is_rust_symbol(name: &str) -> bool {
     if name.starts_with("_R") {
         return true;
     }
+    let name = match name.rsplit_once(".llvm.") {
+        Some((base, suffix)) if suffix.bytes().all(|b| b.is_ascii_digit()) => base,
+        _ => name,
+    };
     let Some(body) = name.strip_suffix('E') else {
         return false;
     };
@@ -286,11 +291,20 @@ fn nm(binary: &Path) -> Result<Vec<Symbol>> {
     Ok(parse_nm(&String::from_utf8_lossy(&out.stdout)))
 }
 
+/// An ARM ELF mapping symbol (`$x`, `$d`, `$x.12`: where code and data start), which marks
+/// bytes and names nothing; an `nm` without an AArch64 back end lists them as symbols.
+fn is_mapping_symbol(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next() == Some('$')
+        && matches!(chars.next(), Some('a' | 'd' | 't' | 'x'))
+        && matches!(chars.next(), None | Some('.'))
+}
+
 fn parse_nm(text: &str) -> Vec<Symbol> {
     text.lines()
         .filter_map(|line| {
             let mut f = line.split_whitespace();
-            let name = f.next()?.to_string();
+            let name = f.next().filter(|n| !is_mapping_symbol(n))?.to_string();
             let kind = f.next()?.chars().next()?;
             let address = u64::from_str_radix(f.next().unwrap_or("0"), 16).unwrap_or(0);
             Some(Symbol {
@@ -329,6 +343,25 @@ ggml_vec_dot_q4_K_q8_K t 400 10
 ggml_vec_dot_q4_K_q8_K t 500 10
 _ZNSt6vectorIiE9push_backEi W 600 10
 ";
+
+    #[test]
+    fn arm_mapping_symbols_are_no_symbols() {
+        let symbols = parse_nm("$d N 10 0\n$x.3 T 20 0\n$dollar T 30 0\nggml_abort T 40 0\n");
+        let names: Vec<&str> = symbols.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["$dollar", "ggml_abort"]);
+    }
+
+    #[test]
+    fn rust_symbols_with_thinlto_suffixes_are_rust() {
+        let legacy = "_ZN11ember_llama7backend7BACKEND17ha789515be3511743E";
+        assert!(is_rust_symbol(legacy));
+        assert!(is_rust_symbol(&format!(
+            "{legacy}.llvm.15460950479728731612"
+        )));
+        // A C++ name of llama.cpp with such a suffix stays llama.cpp's.
+        assert!(!is_rust_symbol("_ZN11llama_vocab4implD2Ev.llvm.123"));
+        assert!(!is_rust_symbol(&format!("{legacy}.llvm.x1")));
+    }
 
     #[test]
     fn a_privatised_binary_passes() {

@@ -216,9 +216,9 @@ fn parse_defines(text: &str) -> Result<Vec<(String, String)>, String> {
 /// renamed with binutils, which cannot read LTO objects.
 fn refuse_isa_defines(defines: &[(String, String)]) -> Result<(), String> {
     for (key, value) in defines {
-        let isa = key
-            .strip_prefix("GGML_")
-            .is_some_and(|option| ISA_OPTIONS.contains(&option) || option == "NATIVE");
+        let isa = key.strip_prefix("GGML_").is_some_and(|option| {
+            ISA_OPTIONS.contains(&option) || option == "NATIVE" || option == "CPU_ARM_ARCH"
+        });
         let lto = key == "GGML_LTO" && !matches!(value.as_str(), "OFF" | "0" | "FALSE" | "NO");
         if isa || lto || key == "GGML_CPU_ALL_VARIANTS" {
             return Err(format!(

@@ -1,19 +1,29 @@
 //! Which instruction sets the CPU backend is compiled for.
 //!
-//! On x86-64 Linux the default is runtime dispatch: `ggml-cpu` is built once per variant of
-//! upstream's x86 table (`ggml_add_cpu_backend_variant` in ggml/src/CMakeLists.txt), each
-//! variant's symbols are made private and renamed (`variants.rs`), and the dispatcher
-//! (`cpu/ember_cpu.c`) picks one at start with upstream's score plus an OS-support check.
+//! On x86-64 and aarch64 Linux the default is runtime dispatch: `ggml-cpu` is built once per
+//! variant of upstream's table for the architecture (`ggml_add_cpu_backend_variant` in
+//! ggml/src/CMakeLists.txt), each variant's symbols are made private and renamed
+//! (`variants.rs`), and the dispatcher (`cpu/ember_cpu.c`) picks one at start with upstream's
+//! score (CPUID on x86, the kernel's HWCAPs on ARM) plus, on x86, an OS-support check (XCR0).
 //! Upstream does the same with `GGML_BACKEND_DL` + `GGML_CPU_ALL_VARIANTS`, as `.so` files.
 
 use crate::env;
 
-/// One ISA variant of upstream's x86 table: its name and the `GGML_<feature>` options it
-/// turns on, separated by spaces (every other ISA option is off).
+/// The instruction-set family of a variant table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arch {
+    X86,
+    Arm,
+}
+
+/// One ISA variant of an upstream table: its name, upstream's tag (`haswell`, `armv8.2_2`),
+/// and the features it turns on, separated by spaces (every other one is off): `GGML_<feature>`
+/// options on x86, `GGML_INTERNAL_<feature>` ones on ARM.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Variant {
     pub name: &'static str,
     pub features: &'static str,
+    pub arch: Arch,
 }
 
 /// Every ISA option ggml's CMake knows on x86; each build passes all of them, ON or OFF, so
@@ -38,43 +48,88 @@ pub const ISA_OPTIONS: &[&str] = &[
 /// Upstream's x86 variants, in its order and with its features (ggml/src/CMakeLists.txt,
 /// `ggml_add_cpu_backend_variant` under GGML_CPU_ALL_VARIANTS).
 pub const X86_VARIANTS: &[Variant] = &[
-    Variant::new("x64", ""),
-    Variant::new("sse42", "SSE42"),
-    Variant::new("sandybridge", "SSE42 AVX"),
-    Variant::new("ivybridge", "SSE42 AVX F16C"),
-    Variant::new("piledriver", "SSE42 AVX F16C FMA"),
-    Variant::new("haswell", "SSE42 AVX F16C FMA AVX2 BMI2"),
-    Variant::new("skylakex", "SSE42 AVX F16C FMA AVX2 BMI2 AVX512"),
-    Variant::new(
+    Variant::x86("x64", ""),
+    Variant::x86("sse42", "SSE42"),
+    Variant::x86("sandybridge", "SSE42 AVX"),
+    Variant::x86("ivybridge", "SSE42 AVX F16C"),
+    Variant::x86("piledriver", "SSE42 AVX F16C FMA"),
+    Variant::x86("haswell", "SSE42 AVX F16C FMA AVX2 BMI2"),
+    Variant::x86("skylakex", "SSE42 AVX F16C FMA AVX2 BMI2 AVX512"),
+    Variant::x86(
         "cannonlake",
         "SSE42 AVX F16C FMA AVX2 BMI2 AVX512 AVX512_VBMI",
     ),
-    Variant::new(
+    Variant::x86(
         "cascadelake",
         "SSE42 AVX F16C FMA AVX2 BMI2 AVX512 AVX512_VNNI",
     ),
-    Variant::new(
+    Variant::x86(
         "icelake",
         "SSE42 AVX F16C FMA AVX2 BMI2 AVX512 AVX512_VBMI AVX512_VNNI",
     ),
-    Variant::new(
+    Variant::x86(
         "cooperlake",
         "SSE42 AVX F16C FMA AVX2 BMI2 AVX512 AVX512_VNNI AVX512_BF16",
     ),
-    Variant::new(
+    Variant::x86(
         "zen4",
         "SSE42 AVX F16C FMA AVX2 BMI2 AVX512 AVX512_VBMI AVX512_VNNI AVX512_BF16",
     ),
-    Variant::new("alderlake", "SSE42 AVX F16C FMA AVX2 BMI2 AVX_VNNI"),
-    Variant::new(
+    Variant::x86("alderlake", "SSE42 AVX F16C FMA AVX2 BMI2 AVX_VNNI"),
+    Variant::x86(
         "sapphirerapids",
         "SSE42 AVX F16C FMA AVX2 BMI2 AVX512 AVX512_VBMI AVX512_VNNI AVX512_BF16 AMX_TILE AMX_INT8",
     ),
 ];
 
-/// The default set: one variant per step that changes ggml's kernels (x86-64 v1, v2, AVX,
+/// The ARM features upstream's variants combine (`GGML_INTERNAL_<feature>`), each with the
+/// `-march` extension it adds and the first architecture version that has it, as
+/// ggml/src/ggml-cpu/CMakeLists.txt turns them into `-march=<version><+extensions>`.
+const ARM_FEATURES: &[(&str, &str, &str)] = &[
+    ("DOTPROD", "+dotprod", "armv8.2-a"),
+    ("FP16_VECTOR_ARITHMETIC", "+fp16", "armv8.2-a"),
+    ("SVE", "+sve", "armv8.2-a"),
+    ("MATMUL_INT8", "+i8mm", "armv8.6-a"),
+    ("SVE2", "+sve2", "armv8.6-a"),
+    ("NOSVE", "+nosve", ""),
+    ("SME", "+sme", "armv9.2-a"),
+];
+
+/// Upstream's Linux ARM variants, in its order and with its features (ggml/src/CMakeLists.txt,
+/// `ggml_add_cpu_backend_variant` under GGML_CPU_ALL_VARIANTS, `CMAKE_SYSTEM_NAME` Linux).
+pub const ARM_VARIANTS: &[Variant] = &[
+    Variant::arm("armv8.0_1", ""),
+    Variant::arm("armv8.2_1", "DOTPROD"),
+    Variant::arm("armv8.2_2", "DOTPROD FP16_VECTOR_ARITHMETIC"),
+    Variant::arm("armv8.2_3", "DOTPROD FP16_VECTOR_ARITHMETIC SVE"),
+    Variant::arm(
+        "armv8.6_1",
+        "DOTPROD FP16_VECTOR_ARITHMETIC SVE MATMUL_INT8",
+    ),
+    Variant::arm(
+        "armv8.6_2",
+        "DOTPROD FP16_VECTOR_ARITHMETIC SVE MATMUL_INT8 SVE2",
+    ),
+    Variant::arm(
+        "armv9.2_1",
+        "DOTPROD FP16_VECTOR_ARITHMETIC SVE MATMUL_INT8 SME",
+    ),
+    Variant::arm(
+        "armv9.2_2",
+        "DOTPROD FP16_VECTOR_ARITHMETIC SVE MATMUL_INT8 SVE2 SME",
+    ),
+];
+
+/// The default ARM set, 4 of upstream's 8, one per server generation: armv8.0 with NEON
+/// (Cortex-A72: Graviton 1, Raspberry Pi 4), dotprod + fp16 (Neoverse N1: Graviton 2, Ampere
+/// Altra), SVE + i8mm (Neoverse V1: Graviton 3), SVE2 (Neoverse V2/N2: Graviton 4, Grace).
+/// Dotprod without fp16 and SVE without i8mm are rare; without KleidiAI (not built) the SME
+/// variants run the same kernels as the SVE ones.
+const DEFAULT_ARM_VARIANTS: &[&str] = &["armv8.0_1", "armv8.2_2", "armv8.6_1", "armv8.6_2"];
+
+/// The default x86 set: one variant per step that changes ggml's kernels (x86-64 v1, v2, AVX,
 /// v3, AVX-512, AVX-512 VBMI/VNNI, AVX-VNNI, AVX-512 BF16), 8 of upstream's 14.
-const DEFAULT_VARIANTS: &[&str] = &[
+const DEFAULT_X86_VARIANTS: &[&str] = &[
     "x64",
     "sse42",
     "sandybridge",
@@ -86,17 +141,45 @@ const DEFAULT_VARIANTS: &[&str] = &[
 ];
 
 impl Variant {
-    const fn new(name: &'static str, features: &'static str) -> Variant {
-        Variant { name, features }
+    const fn x86(name: &'static str, features: &'static str) -> Variant {
+        Variant {
+            name,
+            features,
+            arch: Arch::X86,
+        }
     }
 
-    /// The `GGML_<feature>` options it turns on.
+    const fn arm(name: &'static str, features: &'static str) -> Variant {
+        Variant {
+            name,
+            features,
+            arch: Arch::Arm,
+        }
+    }
+
+    /// The name as a C identifier and symbol part (`armv8.2_2` -> `armv8_2_2`): the variant's
+    /// entry points are renamed `ggml_cpu_<symbol>_<name>`.
+    pub fn symbol(&self) -> String {
+        self.name.replace('.', "_")
+    }
+
+    /// Its features.
     pub fn features(&self) -> impl Iterator<Item = &'static str> {
         self.features.split_whitespace()
     }
 
-    /// `GGML_<option>=ON|OFF` for every ISA option.
+    /// The CMake options that select its ISA: on x86 `GGML_<option>=ON|OFF` for every ISA
+    /// option; on ARM `GGML_CPU_ARM_ARCH=<-march value>`, the flags upstream's
+    /// GGML_CPU_ALL_VARIANTS build gives the variant (which ggml allows only with
+    /// GGML_BACKEND_DL).
     pub fn cmake_options(&self) -> Vec<(String, String)> {
+        match self.arch {
+            Arch::X86 => self.x86_options(),
+            Arch::Arm => vec![("GGML_CPU_ARM_ARCH".to_string(), self.arm_march())],
+        }
+    }
+
+    fn x86_options(&self) -> Vec<(String, String)> {
         for feature in self.features() {
             assert!(
                 ISA_OPTIONS.contains(&feature),
@@ -116,9 +199,57 @@ impl Variant {
             .collect()
     }
 
+    /// `armv8.6-a+dotprod+fp16+sve+i8mm`: the lowest version that has every feature, then the
+    /// extensions in upstream's order.
+    pub fn arm_march(&self) -> String {
+        let mut version = "armv8-a";
+        let mut extensions = String::new();
+        for (feature, extension, since) in ARM_FEATURES {
+            if self.features().any(|f| f == *feature) {
+                extensions.push_str(extension);
+                if !since.is_empty() {
+                    version = since;
+                }
+            }
+        }
+        for feature in self.features() {
+            assert!(
+                ARM_FEATURES.iter().any(|(f, _, _)| *f == feature),
+                "ARM_VARIANTS: {} names {feature}, which is no ARM feature",
+                self.name
+            );
+        }
+        format!("{version}{extensions}")
+    }
+
+    /// The `-D` defines of upstream's score for this variant (arch/<arch>/cpu-feats.cpp):
+    /// `GGML_<feature>` on x86, `GGML_USE_<feature>` on ARM.
+    pub fn score_defines(&self) -> Vec<String> {
+        let prefix = match self.arch {
+            Arch::X86 => "GGML_",
+            Arch::Arm => "GGML_USE_",
+        };
+        self.features()
+            .filter(|f| *f != "NOSVE")
+            .map(|f| format!("{prefix}{f}"))
+            .collect()
+    }
+
+    /// The folder of upstream's feature check for this variant's architecture.
+    pub fn score_source(&self) -> &'static str {
+        match self.arch {
+            Arch::X86 => "ggml/src/ggml-cpu/arch/x86/cpu-feats.cpp",
+            Arch::Arm => "ggml/src/ggml-cpu/arch/arm/cpu-feats.cpp",
+        }
+    }
+
     /// The XCR0 bits the OS must have enabled for this variant's registers: SSE and AVX
     /// (YMM) state for AVX, plus opmask/ZMM state for AVX-512, plus tile state for AMX.
+    /// None on ARM: the HWCAPs the score reads are what the kernel enabled.
     pub fn xcr0_mask(&self) -> u64 {
+        if self.arch == Arch::Arm {
+            return 0;
+        }
         let has = |prefix: &str| self.features().any(|f| f.starts_with(prefix));
         let mut mask = 0;
         if has("AVX") || has("FMA") || has("F16C") {
@@ -137,14 +268,15 @@ impl Variant {
 /// How the CPU backend is built.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CpuPlan {
-    /// Several variants linked together, one chosen at run time (x86-64 Linux).
+    /// Several variants linked together, one chosen at run time (x86-64 and aarch64 Linux).
     Dispatch(Vec<Variant>),
     /// One build for the build machine (`native` feature, `GGML_NATIVE=ON`).
     Native,
     /// One build with fixed ISA options, no dispatcher (x86-64 targets other than Linux,
     /// whose object format the symbol renaming does not handle).
     Single(Variant),
-    /// The compiler's default for the target (non-x86 targets).
+    /// The compiler's default for the target (targets with no variant table: aarch64 outside
+    /// Linux, and every other architecture).
     TargetDefault,
     /// An installed llama.cpp (`system` feature) chose its own.
     System,
@@ -155,7 +287,6 @@ impl CpuPlan {
     /// `EMBER_LLAMA_CPU_VARIANTS` (`default`, `all`, or names separated by commas).
     pub fn choose(native: bool) -> Result<CpuPlan, String> {
         let requested = env::var(env::CPU_VARIANTS);
-        let x86 = env::target_arch() == "x86_64";
         if native {
             if let Some(list) = requested {
                 return Err(format!(
@@ -167,26 +298,30 @@ impl CpuPlan {
             }
             return Ok(CpuPlan::Native);
         }
-        if !x86 {
-            if let Some(list) = requested {
-                return Err(format!(
-                    "{}={list}: CPU variants are x86-64 only, and the target arch is `{}`. \
-                     Unset it.",
-                    env::CPU_VARIANTS,
-                    env::target_arch()
-                ));
+        let table = match env::target_arch().as_str() {
+            "x86_64" => Table::X86,
+            "aarch64" if env::target_os() == "linux" => Table::ARM,
+            arch => {
+                if let Some(list) = requested {
+                    return Err(format!(
+                        "{}={list}: CPU variants are built for x86-64 and for aarch64 Linux; the \
+                         target is `{arch}` on `{}`. Unset it.",
+                        env::CPU_VARIANTS,
+                        env::target_os()
+                    ));
+                }
+                return Ok(CpuPlan::TargetDefault);
             }
-            return Ok(CpuPlan::TargetDefault);
-        }
-        let variants = parse_variants(requested.as_deref().unwrap_or("default"))?;
+        };
+        let variants = table.parse(requested.as_deref().unwrap_or("default"))?;
         if env::target_os() != "linux" {
             // The renaming works on ELF objects with GNU binutils; elsewhere keep one ISA.
             return match variants.as_slice() {
                 [one] => Ok(CpuPlan::Single(*one)),
-                _ if requested.is_none() => Ok(CpuPlan::Single(variant("haswell").unwrap())),
+                _ if requested.is_none() => Ok(CpuPlan::Single(table.find("haswell").unwrap())),
                 _ => Err(format!(
-                    "{}: several CPU variants in one binary need an x86-64 Linux target (ELF and \
-                     GNU binutils); the target OS is `{}`. Name one variant.",
+                    "{}: several CPU variants in one binary need a Linux target (ELF and GNU \
+                     binutils); the target OS is `{}`. Name one variant.",
                     env::CPU_VARIANTS,
                     env::target_os()
                 )),
@@ -225,48 +360,68 @@ impl Variant {
     }
 }
 
-fn variant(name: &str) -> Option<Variant> {
-    X86_VARIANTS.iter().find(|v| v.name == name).copied()
+/// An architecture's variants and its default set.
+struct Table {
+    variants: &'static [Variant],
+    default: &'static [&'static str],
 }
 
-/// `default`, `all`, or variant names separated by commas, in upstream's order, each once.
-fn parse_variants(text: &str) -> Result<Vec<Variant>, String> {
-    let names: Vec<&str> = match text.trim() {
-        "default" => DEFAULT_VARIANTS.to_vec(),
-        "all" => X86_VARIANTS.iter().map(|v| v.name).collect(),
-        list => list
-            .split(',')
-            .map(str::trim)
-            .filter(|n| !n.is_empty())
-            .collect(),
+impl Table {
+    const X86: Table = Table {
+        variants: X86_VARIANTS,
+        default: DEFAULT_X86_VARIANTS,
     };
-    let known = || {
-        X86_VARIANTS
+    const ARM: Table = Table {
+        variants: ARM_VARIANTS,
+        default: DEFAULT_ARM_VARIANTS,
+    };
+
+    fn find(&self, name: &str) -> Option<Variant> {
+        self.variants.iter().find(|v| v.name == name).copied()
+    }
+
+    /// `default`, `all`, or variant names separated by commas, in upstream's order, each once.
+    fn parse(&self, text: &str) -> Result<Vec<Variant>, String> {
+        let names: Vec<&str> = match text.trim() {
+            "default" => self.default.to_vec(),
+            "all" => self.variants.iter().map(|v| v.name).collect(),
+            list => list
+                .split(',')
+                .map(str::trim)
+                .filter(|n| !n.is_empty())
+                .collect(),
+        };
+        let known = || {
+            self.variants
+                .iter()
+                .map(|v| v.name)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        for name in &names {
+            if self.find(name).is_none() {
+                return Err(format!(
+                    "{}: unknown CPU variant `{name}` for a `{}` target. Known: {} (or \
+                     `default`, `all`).",
+                    env::CPU_VARIANTS,
+                    env::target_arch(),
+                    known()
+                ));
+            }
+        }
+        let chosen: Vec<Variant> = self
+            .variants
             .iter()
-            .map(|v| v.name)
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    for name in &names {
-        if variant(name).is_none() {
+            .filter(|v| names.contains(&v.name))
+            .copied()
+            .collect();
+        if chosen.is_empty() {
             return Err(format!(
-                "{}: unknown CPU variant `{name}`. Known: {} (or `default`, `all`).",
+                "{}={text} names no CPU variant. Known: {}.",
                 env::CPU_VARIANTS,
                 known()
             ));
         }
+        Ok(chosen)
     }
-    let chosen: Vec<Variant> = X86_VARIANTS
-        .iter()
-        .filter(|v| names.contains(&v.name))
-        .copied()
-        .collect();
-    if chosen.is_empty() {
-        return Err(format!(
-            "{}={text} names no CPU variant. Known: {}.",
-            env::CPU_VARIANTS,
-            known()
-        ));
-    }
-    Ok(chosen)
 }

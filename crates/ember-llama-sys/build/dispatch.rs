@@ -49,7 +49,8 @@ pub fn compile(plan: &CpuPlan, include_dirs: &[PathBuf]) -> Result<PathBuf, Stri
     Ok(out)
 }
 
-/// `EMBER_CPU_VARIANTS(X)`: `X(name, xcr0 mask, "features")` per variant, or the fixed name.
+/// `EMBER_CPU_VARIANTS(X)`: `X(symbol, "name", xcr0 mask, "features")` per variant, or the
+/// fixed name.
 fn variants_header(plan: &CpuPlan) -> String {
     let mut text =
         String::from("/* Written by ember-llama-sys' build script (build/dispatch.rs). */\n");
@@ -70,7 +71,8 @@ fn variants_header(plan: &CpuPlan) -> String {
 
 fn row(variant: &Variant) -> String {
     format!(
-        "    X({}, 0x{:x}ULL, \"{}\")",
+        "    X({}, \"{}\", 0x{:x}ULL, \"{}\")",
+        variant.symbol(),
         variant.name,
         variant.xcr0_mask(),
         variant.features

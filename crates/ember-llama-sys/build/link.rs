@@ -229,10 +229,15 @@ fn openmp_runtime() -> Result<(), String> {
     Ok(())
 }
 
-/// The folder of a compiler runtime archive, as the C++ compiler reports it.
+/// The folder of a compiler runtime archive, as the target's C++ compiler reports it (the one
+/// the `cc` crate picks: `CXX_<target>`, `TARGET_CXX`, `CXX`, or `<triple>-g++`).
 fn add_search_path_of(file: &str) -> Result<(), String> {
-    let cxx = env::var("CXX").unwrap_or_else(|| "c++".into());
-    let output = Command::new(&cxx)
+    let compiler = cc::Build::new()
+        .cpp(true)
+        .cargo_metadata(false)
+        .get_compiler();
+    let cxx = compiler.path().display().to_string();
+    let output = Command::new(compiler.path())
         .arg(format!("-print-file-name={file}"))
         .output()
         .map_err(|e| {

@@ -5,8 +5,10 @@
 //! 1. `system` feature        -> link an installed llama.cpp found by pkg-config.
 //! 2. otherwise               -> build the llama.cpp tree (LLAMA_CPP_SRC, the tree packaged in
 //!    this crate, or the workspace's vendor/llama.cpp) with CMake, statically.
-//!    On x86-64 Linux (no `native`): `ggml-cpu` once more per CPU variant, each made private
-//!    and renamed (variants.rs), all linked behind the dispatcher (cpu/, dispatch.rs).
+//!    On x86-64 and aarch64 Linux (no `native`): `ggml-cpu` once more per CPU variant, each
+//!    made private and renamed (variants.rs), all linked behind the dispatcher (cpu/,
+//!    dispatch.rs). A cross build takes the target's compilers from the `cc` crate's variables
+//!    and the target's binutils from its compiler (binutils.rs).
 //! 3. in both cases           -> compile the exception barrier (shim/) and the dispatcher (or
 //!    its one-name stand-in) against those headers, and run bindgen over them into OUT_DIR.
 //! 4. built here, on Linux    -> rename every global symbol of those static libraries to
@@ -17,6 +19,7 @@
 //! [`env::var`], which declares it to Cargo.
 
 mod bindings;
+mod binutils;
 mod cmake;
 mod cpu;
 mod dispatch;

@@ -24,6 +24,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::binutils;
 use crate::env;
 use crate::symcheck;
 
@@ -105,13 +106,13 @@ pub fn privatize(archives: &[Archive]) -> Result<Vec<Archive>, String> {
             ));
         }
         tool(
-            Command::new("objcopy")
+            binutils::command("objcopy")
                 .arg(format!("--redefine-syms={}", map_file.display()))
                 .arg(archive.path())
                 .arg(out.path()),
         )?;
         // objcopy writes the archive's symbol index; rebuild it in case an old binutils did not.
-        tool(Command::new("ar").arg("s").arg(out.path()))?;
+        tool(binutils::command("ar").arg("s").arg(out.path()))?;
         private.push(out);
     }
 
@@ -160,11 +161,11 @@ pub fn privatize(archives: &[Archive]) -> Result<Vec<Archive>, String> {
 }
 
 fn readelf_groups(archive: &Path) -> Result<String, String> {
-    tool(Command::new("readelf").args(["-g", "-W"]).arg(archive))
+    tool(binutils::command("readelf").args(["-g", "-W"]).arg(archive))
 }
 
 fn nm(archive: &Path, args: &[&str]) -> Result<String, String> {
-    tool(Command::new("nm").arg("-P").args(args).arg(archive))
+    tool(binutils::command("nm").arg("-P").args(args).arg(archive))
 }
 
 fn tool(command: &mut Command) -> Result<String, String> {

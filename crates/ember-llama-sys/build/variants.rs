@@ -17,6 +17,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::binutils;
 use crate::cmake::{self, Built};
 use crate::cpu::Variant;
 use crate::dispatch;
@@ -100,10 +101,11 @@ fn declared_functions(header: &str) -> Vec<String> {
         .collect()
 }
 
-/// Compiles upstream's x86 feature check for one variant (its `GGML_<feature>` defines, no ISA
-/// flags: it runs before the choice). `GGML_BACKEND_DL` makes it define `ggml_backend_score`.
+/// Compiles upstream's feature check for one variant (x86: CPUID, ARM: the HWCAPs) with the
+/// variant's defines and no ISA flags: it runs before the choice. `GGML_BACKEND_DL` makes it
+/// define `ggml_backend_score`.
 pub fn compile_score(tree: &Tree, variant: &Variant) -> Result<Vec<PathBuf>, String> {
-    let source = tree.path("ggml/src/ggml-cpu/arch/x86/cpu-feats.cpp");
+    let source = tree.path(variant.score_source());
     let mut build = cc::Build::new();
     build
         .cpp(true)
@@ -115,8 +117,8 @@ pub fn compile_score(tree: &Tree, variant: &Variant) -> Result<Vec<PathBuf>, Str
         .out_dir(variant_dir(variant).join("score"))
         .cargo_metadata(false)
         .warnings(false);
-    for feature in variant.features() {
-        build.define(&format!("GGML_{feature}"), None);
+    for define in variant.score_defines() {
+        build.define(&define, None);
     }
     build.try_compile_intermediates().map_err(|e| {
         format!(
@@ -138,12 +140,12 @@ pub fn privatize(
 ) -> Result<(Archive, BTreeMap<String, char>), String> {
     let dir = variant_dir(variant);
     fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-    let prefix = format!("ggml_cpu_{}_", variant.name);
+    let prefix = format!("ggml_cpu_{}_", variant.symbol());
     let combined = dir.join("combined.o");
     let renamed = dir.join("renamed.o");
-    let private = dir.join(format!("ggml-cpu-{}.o", variant.name));
+    let private = dir.join(format!("ggml-cpu-{}.o", variant.symbol()));
 
-    let mut ld = Command::new("ld");
+    let mut ld = binutils::command("ld");
     ld.arg("-r")
         .arg("--force-group-allocation")
         .arg("-o")
@@ -201,13 +203,13 @@ pub fn privatize(
     write(&keep_file, &keep)?;
     // Two passes: in one, objcopy would match --keep-global-symbols against the new names
     // before renaming and localise the entry points too.
-    let mut redefine = Command::new("objcopy");
+    let mut redefine = binutils::command("objcopy");
     redefine
         .arg(format!("--redefine-syms={}", map_file.display()))
         .arg(&combined)
         .arg(&renamed);
     run(&mut redefine, variant)?;
-    let mut localise = Command::new("objcopy");
+    let mut localise = binutils::command("objcopy");
     localise
         .arg(format!("--keep-global-symbols={}", keep_file.display()))
         .arg(&renamed)
@@ -227,7 +229,7 @@ pub fn privatize(
         ));
     }
 
-    let lib_name = format!("ggml-cpu-{}", variant.name);
+    let lib_name = format!("ggml-cpu-{}", variant.symbol());
     cc::Build::new()
         .object(&private)
         .out_dir(&dir)
@@ -275,7 +277,7 @@ fn write_manifest(
         "# ember-llama-sys: the CPU variants linked into this build (build/variants.rs)\n",
     );
     for variant in variants {
-        text.push_str(&format!("variant {}\n", variant.name));
+        text.push_str(&format!("variant {}\n", variant.symbol()));
     }
     for name in entry_points {
         text.push_str(&format!("entry {name}\n"));
@@ -299,7 +301,7 @@ fn variant_dir(variant: &Variant) -> PathBuf {
 /// Refuses a combined object with startup code or LTO sections.
 fn check_sections(object: &Path, variant: &Variant) -> Result<(), String> {
     let out = output(
-        Command::new("objdump").arg("-h").arg("-w").arg(object),
+        binutils::command("objdump").arg("-h").arg("-w").arg(object),
         variant,
     )?;
     for line in out.lines() {
@@ -330,7 +332,7 @@ fn check_sections(object: &Path, variant: &Variant) -> Result<(), String> {
 
 /// `(name, nm type letter)` of every global symbol `object` defines.
 fn defined_globals(object: &Path) -> Result<Vec<(String, char)>, String> {
-    let out = Command::new("nm")
+    let out = binutils::command("nm")
         .args(["-P", "-g", "--defined-only"])
         .arg(object)
         .output()

@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
-/* The CPU variant dispatcher (see ember_cpu.h). Compiled for the target's baseline (no -m ISA
- * flags), like everything that runs before the choice: it must run on every x86-64 CPU.
+/* The CPU variant dispatcher (see ember_cpu.h). Compiled for the target's baseline (no -m or
+ * -march ISA flags), like everything that runs before the choice: it must run on every x86-64
+ * or every ARMv8.0 CPU.
  *
  * ember_cpu_variants.h is written by the build script: either EMBER_CPU_VARIANTS(X), one
- * X(name, xcr0 mask, "features") per variant linked in, or EMBER_CPU_FIXED_NAME. */
+ * X(symbol, "name", xcr0 mask, "features") per variant linked in (symbol: the name as a C
+ * identifier, armv8.2_2 -> armv8_2_2), or EMBER_CPU_FIXED_NAME. */
 #include "ember_cpu.h"
 #include "ember_cpu_variants.h"
 
@@ -43,7 +45,7 @@ int ember_cpu_variant_info(size_t i, const char ** name, const char ** features,
  * ggml_cpu_<variant>_name), typed from ggml-cpu.h's declarations, and its upstream score. */
 #define EMBER_DECLARE_R(v, ret, name, params, args) extern __typeof__(name) ggml_cpu_##v##_##name;
 #define EMBER_DECLARE_V(v, name, params, args) extern __typeof__(name) ggml_cpu_##v##_##name;
-#define EMBER_DECLARE_VARIANT(v, xcr0, features) \
+#define EMBER_DECLARE_VARIANT(v, display, xcr0, features) \
     EMBER_CPU_API(EMBER_DECLARE_R, EMBER_DECLARE_V, v) \
     extern int ggml_cpu_##v##_ggml_backend_score(void);
 EMBER_CPU_VARIANTS(EMBER_DECLARE_VARIANT)
@@ -64,14 +66,15 @@ struct ember_cpu_variant {
 
 #define EMBER_ENTRY_R(v, ret, name, params, args) .name = ggml_cpu_##v##_##name,
 #define EMBER_ENTRY_V(v, name, params, args) .name = ggml_cpu_##v##_##name,
-#define EMBER_VARIANT_ROW(v, mask, feats) \
-    { .name = #v, .features = feats, .xcr0 = mask, .score = ggml_cpu_##v##_ggml_backend_score, \
+#define EMBER_VARIANT_ROW(v, display, mask, feats) \
+    { .name = display, .features = feats, .xcr0 = mask, .score = ggml_cpu_##v##_ggml_backend_score, \
       .api = { EMBER_CPU_API(EMBER_ENTRY_R, EMBER_ENTRY_V, v) } },
 static const struct ember_cpu_variant VARIANTS[] = { EMBER_CPU_VARIANTS(EMBER_VARIANT_ROW) };
 #define N_VARIANTS (sizeof(VARIANTS) / sizeof(VARIANTS[0]))
 
 static const struct ember_cpu_variant * chosen;
 
+#if defined(__x86_64__) || defined(__i386__)
 /* XCR0: the register state the OS saves and restores (0 when it does not use XSAVE, and then
  * no AVX register may be touched). upstream's score checks CPUID only ("FIXME: this does not
  * check for OS support"). */
@@ -85,6 +88,59 @@ static uint64_t os_xcr0(void) {
     __asm__ __volatile__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
     return ((uint64_t) hi << 32) | lo;
 }
+
+/* Why a forced variant cannot run: CPUID does not list what it lists. */
+static void missing_features(const struct ember_cpu_variant * v, char * out, size_t len) {
+    snprintf(out, len, "an instruction set that variant needs (%s)", v->features);
+}
+#else
+/* ARM: no register state to check beyond what the kernel reports; every variant's mask is 0. */
+static uint64_t os_xcr0(void) {
+    return 0;
+}
+
+#if defined(__aarch64__) && defined(__linux__)
+#include <sys/auxv.h>
+
+/* The kernel's HWCAP bits (arch/arm64/include/uapi/asm/hwcap.h), as upstream's score reads
+ * them (ggml-feats.h). */
+static int arm_has(const char * feature, size_t n) {
+    const unsigned long hwcap = getauxval(AT_HWCAP), hwcap2 = getauxval(AT_HWCAP2);
+#define EMBER_IS(name) (n == sizeof(name) - 1 && strncmp(feature, name, n) == 0)
+    if (EMBER_IS("DOTPROD")) return !!(hwcap & (1UL << 20));              /* ASIMDDP */
+    if (EMBER_IS("FP16_VECTOR_ARITHMETIC"))
+        return (hwcap & (1UL << 9)) && (hwcap & (1UL << 10));              /* FPHP, ASIMDHP */
+    if (EMBER_IS("SVE")) return !!(hwcap & (1UL << 22));                  /* SVE */
+    if (EMBER_IS("MATMUL_INT8")) return !!(hwcap2 & (1UL << 13));         /* I8MM */
+    if (EMBER_IS("SVE2")) return !!(hwcap2 & (1UL << 1));                 /* SVE2 */
+    if (EMBER_IS("SME")) return !!(hwcap2 & (1UL << 23));                 /* SME */
+#undef EMBER_IS
+    return 1; /* NOSVE: a restriction, not a feature */
+}
+#else
+static int arm_has(const char * feature, size_t n) {
+    (void) feature;
+    (void) n;
+    return 0;
+}
+#endif
+
+/* Why a forced variant cannot run: the features of the variant the kernel does not report. */
+static void missing_features(const struct ember_cpu_variant * v, char * out, size_t len) {
+    out[0] = '\0';
+    for (const char * f = v->features; *f;) {
+        size_t n = strcspn(f, " ");
+        if (n && !arm_has(f, n)) {
+            size_t used = strlen(out);
+            snprintf(out + used, len - used, "%s%.*s", used ? " " : "", (int) n, f);
+        }
+        f += n;
+        f += strspn(f, " ");
+    }
+    size_t used = strlen(out);
+    snprintf(out + used, len - used, " (the kernel's HWCAPs; the variant needs %s)", v->features);
+}
+#endif
 
 static int runnable(const struct ember_cpu_variant * v, uint64_t xcr0) {
     return (xcr0 & v->xcr0) == v->xcr0 && v->score() > 0;
@@ -116,11 +172,13 @@ static const struct ember_cpu_variant * choose(char * error, size_t error_len) {
                 continue;
             }
             if (v->score() <= 0) {
+                char missing[256];
+                missing_features(v, missing, sizeof missing);
                 list_names(names, sizeof names, 1, xcr0);
                 snprintf(error, error_len,
-                         "EMBER_LLAMA_CPU_VARIANT=%s: this CPU lacks an instruction set that "
-                         "variant needs (%s); variants this CPU runs: %s",
-                         forced, v->features, names);
+                         "EMBER_LLAMA_CPU_VARIANT=%s: this CPU lacks %s; variants this CPU "
+                         "runs: %s",
+                         forced, missing, names);
                 return NULL;
             }
             if ((xcr0 & v->xcr0) != v->xcr0) {
@@ -159,7 +217,7 @@ static const struct ember_cpu_variant * choose(char * error, size_t error_len) {
         list_names(names, sizeof names, 0, xcr0);
         snprintf(error, error_len,
                  "no CPU variant of this binary runs on this CPU (it has: %s): rebuild with "
-                 "x64 in EMBER_LLAMA_CPU_VARIANTS",
+                 "the baseline variant (x64, armv8.0_1) in EMBER_LLAMA_CPU_VARIANTS",
                  names);
     }
     return best;

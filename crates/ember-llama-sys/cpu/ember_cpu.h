@@ -7,10 +7,12 @@
  * and forwards them to one variant, chosen once: the highest upstream score
  * (ggml-cpu/arch/x86/cpu-feats.cpp, compiled per variant) among the variants whose registers
  * the OS has enabled (XCR0), or the one the environment variable EMBER_LLAMA_CPU_VARIANT names.
+ * A default aarch64 Linux build does the same with upstream's ARM variants (armv8.0_1, armv8.2_2,
+ * armv8.6_1, armv8.6_2; scored from the kernel's HWCAPs, ggml-cpu/arch/arm/cpu-feats.cpp).
  * The first call of any ggml-cpu.h function chooses, if ember_cpu_select was not called before;
  * a choice that fails there prints why and aborts, so call ember_cpu_select first.
  *
- * Other builds (the native feature, one variant on a non-Linux target, non-x86 targets, an
+ * Other builds (the native feature, one variant on a non-Linux target, other targets, an
  * installed llama.cpp) have no variants: ember_cpu_select always succeeds and names the build:
  * "native", the variant, "default" or "system". */
 #ifndef EMBER_CPU_H

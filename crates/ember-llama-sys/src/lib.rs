@@ -10,8 +10,10 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![allow(non_upper_case_globals, non_camel_case_types, non_snake_case)]
 #![allow(missing_docs, clippy::all, clippy::pedantic)]
-// bindgen writes bitfield accessors with `unsafe` blocks and no SAFETY comments.
+// bindgen writes bitfield accessors with `unsafe` blocks and no SAFETY comments, and with
+// transmutes that newer rustc (1.88+) calls unnecessary (glibc 2.41's FILE, on aarch64).
 #![allow(clippy::undocumented_unsafe_blocks)]
+#![allow(unknown_lints, unnecessary_transmutes)]
 #![allow(
     rustdoc::broken_intra_doc_links,
     rustdoc::invalid_html_tags,

@@ -2,13 +2,15 @@
 //!
 //! A default x86-64 Linux build of `ember-llama-sys` links ggml's CPU backend once per
 //! instruction-set variant (`x64`, `sse42`, `sandybridge`, `haswell`, `skylakex`, `icelake`,
-//! `alderlake`, `zen4`; `EMBER_LLAMA_CPU_VARIANTS` at build time chooses others), and one of
-//! them runs: the one upstream's score rates highest among those this CPU and OS support, or
-//! the one the environment variable `EMBER_LLAMA_CPU_VARIANT` names. The choice is made once
+//! `alderlake`, `zen4`; `EMBER_LLAMA_CPU_VARIANTS` at build time chooses others), an aarch64
+//! Linux build once per ARM variant (`armv8.0_1`, `armv8.2_2`, `armv8.6_1`, `armv8.6_2`), and
+//! one of them runs: the one upstream's score rates highest among those this CPU and OS support
+//! (CPUID and XCR0 on x86, the kernel's HWCAPs on ARM), or the one the environment variable
+//! `EMBER_LLAMA_CPU_VARIANT` names. The choice is made once
 //! per process, by the first [`variant`] call ([`Model::load`](crate::Model::load) makes it),
 //! and nothing of a variant runs before it.
 //!
-//! Builds with one CPU backend (feature `native`, non-x86 targets, `system`) report a fixed
+//! Builds with one CPU backend (feature `native`, other targets, `system`) report a fixed
 //! name and no variants.
 //!
 //! # Example
@@ -31,9 +33,10 @@ use crate::error::{Error, Result};
 /// One CPU variant linked into this binary.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CpuVariant {
-    /// Upstream's name for it (`haswell`, ...).
+    /// Upstream's name for it (`haswell`, `armv8.2_2`, ...).
     pub name: &'static str,
-    /// The ggml ISA options it was compiled with (`AVX2`, `AVX512_VNNI`, ...); none for `x64`.
+    /// The ggml ISA options it was compiled with (`AVX2`, `AVX512_VNNI`, ...; on ARM `DOTPROD`,
+    /// `SVE`, ...); none for `x64` and `armv8.0_1`.
     pub features: Vec<&'static str>,
     /// Whether this CPU has those instruction sets and the OS has enabled their registers.
     pub runnable: bool,

@@ -114,8 +114,9 @@ pub struct Status {
     /// llama.cpp's system info: its backends and the CPU features ggml uses.
     backend: &'static str,
     /// The variant of ggml's CPU backend in use (`x64`, `sse42`, `sandybridge`, `haswell`,
-    /// `skylakex`, `icelake`, `alderlake`, `zen4`; `native` or `default` for builds with one
-    /// CPU backend); null when none can run, and then `backend` says why.
+    /// `skylakex`, `icelake`, `alderlake`, `zen4` on x86-64; `armv8.0_1`, `armv8.2_2`,
+    /// `armv8.6_1`, `armv8.6_2` on aarch64; `native` or `default` for builds with one CPU
+    /// backend); null when none can run, and then `backend` says why.
     cpu_variant: Option<&'static str>,
     /// Seconds since start.
     uptime_s: f64,
