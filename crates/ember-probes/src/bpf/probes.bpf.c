@@ -260,9 +260,22 @@ int BPF_PROG(handle_exec, struct task_struct *p, pid_t old_pid, struct linux_bin
 
 /* ---- failed execs: sys_enter_execve keeps the arguments, sys_exit_execve reports failures ---- */
 
-/* x86-64 syscall numbers of execve and execveat. */
+/* The syscall's number and first arguments as the exit sees them, per architecture (libbpf-cargo
+ * defines __TARGET_ARCH_<arch> from the Cargo target). The number is kept apart from the
+ * registers: x86-64's orig_ax, arm64's syscallno. The arguments are read with bpf_tracing.h's
+ * syscall accessors: on arm64 the first one is orig_x0, x0 holding the return value by now. */
+#if defined(__TARGET_ARCH_x86)
 #define NR_EXECVE 59
 #define NR_EXECVEAT 322
+#define SYSCALL_NR(regs) BPF_CORE_READ(regs, orig_ax)
+#elif defined(__TARGET_ARCH_arm64)
+/* The generic table (include/uapi/asm-generic/unistd.h). */
+#define NR_EXECVE 221
+#define NR_EXECVEAT 281
+#define SYSCALL_NR(regs) BPF_CORE_READ(regs, syscallno)
+#else
+#error "ember-probes knows the syscall numbers of x86-64 and arm64 only"
+#endif
 
 /* A failed execve returns to the caller with its registers, memory and argument strings as they
  * were, so the exit of the syscall alone can report it: no entry program, no map. raw_syscalls
@@ -282,13 +295,13 @@ int BPF_PROG(handle_sys_exit, struct pt_regs *regs, long ret)
 
 	if (ret >= 0)
 		return 0;
-	nr = BPF_CORE_READ(regs, orig_ax);
+	nr = SYSCALL_NR(regs);
 	if (nr == NR_EXECVE) {
-		filename = (const char *)BPF_CORE_READ(regs, di);
-		argv = (const char *const *)BPF_CORE_READ(regs, si);
+		filename = (const char *)PT_REGS_PARM1_CORE_SYSCALL(regs);
+		argv = (const char *const *)PT_REGS_PARM2_CORE_SYSCALL(regs);
 	} else if (nr == NR_EXECVEAT) {
-		filename = (const char *)BPF_CORE_READ(regs, si);
-		argv = (const char *const *)BPF_CORE_READ(regs, dx);
+		filename = (const char *)PT_REGS_PARM2_CORE_SYSCALL(regs);
+		argv = (const char *const *)PT_REGS_PARM3_CORE_SYSCALL(regs);
 	} else {
 		return 0;
 	}
