@@ -43,10 +43,23 @@ echo "km: kernel_check exit $? at $(cut -d' ' -f1 /proc/uptime) s (started $star
 
 # insightd as it ships: --require-all-probes; when that fails, once more without, so that the
 # report names the probe that is down and why. A loop of execs keeps events coming meanwhile.
+# One that has not exited 60 s after its 2 s (under TCG a run takes a few seconds) is hung: its
+# threads' states, wait channels and kernel stacks are printed and it is killed, so the row fails
+# with where it hung rather than at the host's time limit.
 run_insightd() {
     insightd --once --probe-mode bpf --duration 2s "$@" >/tmp/report 2>&1 &
     pid=$!
+    deadline=$(($(cut -d. -f1 /proc/uptime) + 60))
     while kill -0 "$pid" 2>/dev/null; do
+        if [ "$(cut -d. -f1 /proc/uptime)" -ge "$deadline" ]; then
+            echo "km: error: insightd (pid $pid) did not exit within 60 s; its threads:"
+            for task in /proc/"$pid"/task/*; do
+                echo "km: hung: $(cat "$task/comm") $(cut -d' ' -f3 "$task/stat") wchan=$(cat "$task/wchan" 2>/dev/null)"
+                sed 's/^/km: hung:   /' "$task/stack" 2>/dev/null
+            done
+            kill -9 "$pid"
+            break
+        fi
         /bin/true
         sleep 0.05
     done
