@@ -235,7 +235,7 @@ impl Variant {
             .collect()
     }
 
-    /// The folder of upstream's feature check for this variant's architecture.
+    /// The source file of upstream's feature check for this variant's architecture.
     pub fn score_source(&self) -> &'static str {
         match self.arch {
             Arch::X86 => "ggml/src/ggml-cpu/arch/x86/cpu-feats.cpp",
