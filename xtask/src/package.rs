@@ -278,6 +278,7 @@ fn stage_llama_cpp(root: &Path) -> Result<Stage> {
         "src",
         "vendor",
         "ggml",
+        "common",
     ] {
         files += copy(&src.join(part), &stage.0.join(part))?;
     }

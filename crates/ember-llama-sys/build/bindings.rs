@@ -43,13 +43,19 @@ impl bindgen::callbacks::ParseCallbacks for PrivateLinkNames {
 }
 
 /// Writes OUT_DIR/bindings.rs; `prefix` is the one the linked symbols carry, if any.
-pub fn generate(include_dirs: &[PathBuf], prefix: Option<&'static str>) -> Result<(), String> {
+/// With `chat`, also the door to llama.cpp's `common` library (shim/ember_chat.h).
+pub fn generate(
+    include_dirs: &[PathBuf],
+    prefix: Option<&'static str>,
+    chat: bool,
+) -> Result<(), String> {
     let out = env::out_dir();
     for dir in include_dirs {
         println!("cargo:include={}", dir.display());
     }
     let wrapper: String = HEADERS
         .iter()
+        .chain(chat.then_some(&"ember_chat.h"))
         .map(|h| format!("#include <{h}>\n"))
         .collect();
     let mut builder = bindgen::Builder::default()

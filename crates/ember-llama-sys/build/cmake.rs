@@ -14,8 +14,9 @@ pub struct Built {
     pub build_dir: PathBuf,
 }
 
-/// Options we always set. Tools, tests, examples, the server and the `common` library are
-/// not built (the `llama` target alone takes about half the time); OpenSSL, which the pinned
+/// Options we always set. Tools, tests, examples and the server are not built (the `llama`
+/// target alone takes about half the time; `common` comes with the `chat` feature, in
+/// features.rs); OpenSSL, which the pinned
 /// tree turns on by default for its downloader, would drag libssl into our binary.
 const FIXED: &[(&str, &str)] = &[
     ("BUILD_SHARED_LIBS", "OFF"),
@@ -23,7 +24,6 @@ const FIXED: &[(&str, &str)] = &[
     ("GGML_CPU", "ON"),
     ("GGML_STATIC", "OFF"),
     ("GGML_OPENMP_FETCH", "OFF"),
-    ("LLAMA_BUILD_COMMON", "OFF"),
     ("LLAMA_BUILD_TESTS", "OFF"),
     ("LLAMA_BUILD_TOOLS", "OFF"),
     ("LLAMA_BUILD_EXAMPLES", "OFF"),
@@ -41,7 +41,13 @@ const FIXED: &[(&str, &str)] = &[
 pub fn build(tree: &Tree, selection: &Selection) -> Result<Built, String> {
     require_cmake()?;
     let options = options(tree, selection, selection.cpu.main_options())?;
-    let out = configure(tree, &options, "llama", None).build();
+    // `llama-common` depends on `llama`: one target builds both.
+    let target = if selection.chat {
+        "llama-common"
+    } else {
+        "llama"
+    };
+    let out = configure(tree, &options, target, None).build();
     Ok(Built {
         build_dir: out.join("build"),
     })

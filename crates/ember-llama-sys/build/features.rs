@@ -44,6 +44,11 @@ pub const TABLE: &[Feature] = &[
         name: "blas",
         options: &["GGML_BLAS"],
     },
+    // llama.cpp's `common` library: Jinja chat templates, tool-call parsers, JSON Schema.
+    Feature {
+        name: "chat",
+        options: &["LLAMA_BUILD_COMMON"],
+    },
 ];
 
 /// The features Cargo enabled, validated.
@@ -56,6 +61,8 @@ pub struct Selection {
     pub hip: bool,
     pub metal: bool,
     pub blas: bool,
+    /// llama.cpp's `common` library and the shim over it (shim/ember_chat.cpp).
+    pub chat: bool,
     pub cpu: CpuPlan,
 }
 
@@ -120,6 +127,7 @@ impl Selection {
             hip: on("hip"),
             metal: on("metal"),
             blas: on("blas"),
+            chat: on("chat"),
             cpu,
         })
     }

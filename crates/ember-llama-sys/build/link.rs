@@ -32,10 +32,16 @@ pub fn built_archives(
     cpu: &CpuBackend,
     dispatcher_dir: &Path,
 ) -> Result<Vec<Archive>, String> {
-    let mut libs = vec![
+    let mut libs = Vec::new();
+    if selection.chat {
+        // Before libllama, which it calls; build-info (llama-common-base) after it.
+        libs.push(("llama-common", "common".to_string()));
+        libs.push(("llama-common-base", "common".to_string()));
+    }
+    libs.extend([
         ("llama", "src".to_string()),
         ("ggml", "ggml/src".to_string()),
-    ];
+    ]);
     for backend in selection.gpu_backends() {
         libs.push((backend_lib(backend), format!("ggml/src/ggml-{backend}")));
     }

@@ -80,6 +80,9 @@ fn run() -> Result<(), String> {
         let dispatcher = dispatch::compile(&selection.cpu, &tree.header_dirs())?;
         // First: the linker resolves the shim's references in the libraries after it.
         let mut archives = shim::compile(&tree.header_dirs(), selection.openmp, false)?;
+        if selection.chat {
+            archives.push(shim::compile_chat(&tree)?);
+        }
         archives.extend(link::built_archives(&built, &selection, &cpu, &dispatcher)?);
         if private::applies() {
             let archives = private::privatize(&archives)?;
@@ -96,5 +99,5 @@ fn run() -> Result<(), String> {
         }
     };
 
-    bindings::generate(&headers, prefix)
+    bindings::generate(&headers, prefix, selection.chat)
 }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use crate::env;
 use crate::private::Archive;
+use crate::source::Tree;
 
 /// Folder of `ember_shim.h` and `ember_shim.cpp`.
 pub fn dir() -> PathBuf {
@@ -46,6 +47,38 @@ pub fn compile(
         Archive::new("ember_shim", &out),
         Archive::new("ember_openmp", &out),
     ])
+}
+
+/// `ember_chat.cpp` (feature `chat`) into `libember_chat.a`: the door to llama.cpp's `common`
+/// library, compiled against its headers (`common/`) and the JSON library it vendors.
+pub fn compile_chat(tree: &Tree) -> Result<Archive, String> {
+    let dir = dir();
+    let source = dir.join("ember_chat.cpp");
+    for file in [&source, &dir.join("ember_chat.h")] {
+        println!("cargo:rerun-if-changed={}", file.display());
+    }
+    let mut build = cc::Build::new();
+    build
+        .cpp(true)
+        .std("c++17")
+        .file(&source)
+        .include(&dir)
+        .includes(tree.header_dirs())
+        // Upstream's headers as system headers: their unused static helpers are not ours to warn of.
+        .flag("-isystem")
+        .flag(tree.path("common").display().to_string())
+        .flag("-isystem")
+        .flag(tree.path("vendor").display().to_string())
+        .cargo_metadata(false)
+        .warnings(true);
+    build.try_compile("ember_chat").map_err(|e| {
+        format!(
+            "compiling the chat shim {} failed: {e}\n\
+             It needs a C++17 compiler and a llama.cpp tree with common/ (chat.h).",
+            source.display()
+        )
+    })?;
+    Ok(Archive::new("ember_chat", &env::out_dir()))
 }
 
 /// `ember_openmp.c`: the thread team's names and priority, and the spin count set before

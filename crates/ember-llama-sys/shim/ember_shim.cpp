@@ -41,6 +41,14 @@ int ember_sampler_sample(llama_sampler * smpl, llama_context * ctx, int32_t idx,
     return guarded(out, err, err_len, [&] { return llama_sampler_sample(smpl, ctx, idx); });
 }
 
+int ember_sampler_accept(llama_sampler * smpl, llama_token token, char * err, size_t err_len) {
+    int done = 0;
+    return guarded(&done, err, err_len, [&] {
+        llama_sampler_accept(smpl, token);
+        return 1;
+    });
+}
+
 int ember_sampler_init_grammar(const llama_vocab * vocab, const char * grammar_str,
                                const char * grammar_root, llama_sampler ** out, char * err,
                                size_t err_len) {

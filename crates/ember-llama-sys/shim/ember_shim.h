@@ -25,6 +25,10 @@ extern "C" {
 int ember_sampler_sample(struct llama_sampler * smpl, struct llama_context * ctx, int32_t idx,
                          llama_token * out, char * err, size_t err_len);
 
+/* llama_sampler_accept: a grammar stage throws when the token breaks the grammar. */
+int ember_sampler_accept(struct llama_sampler * smpl, llama_token token, char * err,
+                         size_t err_len);
+
 int ember_sampler_init_grammar(const struct llama_vocab * vocab, const char * grammar_str,
                                const char * grammar_root, struct llama_sampler ** out,
                                char * err, size_t err_len);

@@ -18,7 +18,9 @@
 //! - [`BatchGenerator`] ([`batched`]): many generations in one context, one decode per step
 //!   for all of them, with per-sequence samplers, limits, cancellation and prompt-prefix
 //!   reuse; what a server uses.
-//! - [`chat`]: chat templates; [`embedding`]: pooled, normalised sentence vectors.
+//! - [`chat`]: llama.cpp's built-in chat templates; `chat_template` (feature `chat`): the
+//!   model's own Jinja template, tool calls, reasoning and JSON Schema grammars through
+//!   llama.cpp's `common` library, as llama-server; [`embedding`]: pooled, normalised sentence vectors.
 //! - [`cpu`]: which variant of ggml's CPU backend runs (one binary carries one per
 //!   instruction-set level and chooses at start).
 //!
@@ -55,6 +57,9 @@ mod barrier;
 pub mod batch;
 pub mod batched;
 pub mod chat;
+#[cfg(feature = "chat")]
+#[cfg_attr(docsrs, doc(cfg(feature = "chat")))]
+pub mod chat_template;
 pub mod context;
 pub mod cpu;
 pub mod embedding;

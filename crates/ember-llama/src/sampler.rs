@@ -43,9 +43,22 @@ enum Stage {
         root: String,
     },
     LogitBias(Vec<(Token, f32)>),
+    /// llama-server's grammar of a chat request (crate::chat_template): JSON settings.
+    #[cfg(feature = "chat")]
+    ChatGrammar(String),
 }
 
 impl Stage {
+    /// Whether the stage constrains the output to a grammar (it runs first).
+    fn is_grammar(&self) -> bool {
+        match self {
+            Stage::Grammar { .. } => true,
+            #[cfg(feature = "chat")]
+            Stage::ChatGrammar(_) => true,
+            _ => false,
+        }
+    }
+
     /// Whether the stage picks a token (a chain must end with one).
     fn selects(&self) -> bool {
         matches!(
@@ -189,6 +202,18 @@ impl SamplerBuilder {
         self
     }
 
+    /// Constrains output with the grammar of a chat request's settings, as
+    /// [`ChatTemplates::apply`](crate::chat_template::ChatTemplates::apply) returns them
+    /// (`grammar`, `grammar_type`, `grammar_lazy`, `grammar_triggers`, `preserved_tokens`,
+    /// `generation_prompt`): a lazy grammar waits for its trigger (a tool call's opening
+    /// tag) and lets free text through before it, as llama-server's sampling does. A
+    /// grammar stage (see [`SamplerBuilder::grammar`]); the settings must hold a grammar.
+    #[cfg(feature = "chat")]
+    pub fn chat_grammar(mut self, settings: &str) -> Self {
+        self.stages.push(Stage::ChatGrammar(settings.to_string()));
+        self
+    }
+
     /// Creates the chain for `model`'s vocabulary.
     ///
     /// # Errors
@@ -223,20 +248,29 @@ impl SamplerBuilder {
         let chain = NonNull::new(chain)
             .ok_or_else(|| Error::InvalidSampler("llama.cpp could not create a chain".into()))?;
         // Grammar stages first (see `grammar`), the others in the order given.
-        let (grammars, others): (Vec<&Stage>, Vec<&Stage>) = self
-            .stages
-            .iter()
-            .partition(|stage| matches!(stage, Stage::Grammar { .. }));
-        let sampler = Sampler {
+        let (grammars, others): (Vec<&Stage>, Vec<&Stage>) =
+            self.stages.iter().partition(|stage| stage.is_grammar());
+        let mut sampler = Sampler {
             raw: chain,
             model: Arc::clone(model),
             prompt_from: self.penalize_prompt.then_some(grammars.len() as i32),
+            prefill: Vec::new(),
         };
-        for stage in grammars.into_iter().chain(others) {
+        for (index, stage) in grammars.into_iter().chain(others).enumerate() {
             let raw = stage_raw(stage, model)?;
             // SAFETY: `raw` is a new, non-null sampler; the chain takes ownership of it.
             unsafe { sys::llama_sampler_chain_add(sampler.raw.as_ptr(), raw.as_ptr()) };
+            #[cfg(feature = "chat")]
+            if let Stage::ChatGrammar(settings) = stage {
+                let tokens = crate::chat_template::grammar_prefill(model, settings)?;
+                if !tokens.is_empty() {
+                    sampler.prefill.push((index as i32, tokens));
+                }
+            }
+            #[cfg(not(feature = "chat"))]
+            let _ = index;
         }
+        sampler.feed_prefill()?;
         Ok(sampler)
     }
 }
@@ -347,6 +381,26 @@ fn stage_raw(stage: &Stage, model: &Model) -> Result<NonNull<sys::llama_sampler>
                 }
                 raw
             }
+            #[cfg(feature = "chat")]
+            Stage::ChatGrammar(settings) => {
+                let settings = crate::chat_template::grammar_settings(settings)?;
+                let mut raw = std::ptr::null_mut();
+                crate::barrier::guarded("ember_chat_grammar_sampler", |err, len| {
+                    sys::ember_chat_grammar_sampler(
+                        model.vocab_ptr(),
+                        settings.as_ptr(),
+                        &mut raw,
+                        err,
+                        len,
+                    )
+                })?;
+                if raw.is_null() {
+                    return Err(Error::InvalidSampler(
+                        "the chat settings hold no grammar: add the stage only when they do".into(),
+                    ));
+                }
+                raw
+            }
         }
     };
     NonNull::new(raw).ok_or_else(|| Error::InvalidSampler(format!("llama.cpp rejected {stage:?}")))
@@ -361,6 +415,9 @@ pub struct Sampler {
     /// With [`SamplerBuilder::penalize_prompt`]: the first stage after the grammars, from
     /// which [`Sampler::start`] feeds the prompt.
     prompt_from: Option<i32>,
+    /// Tokens a grammar stage (by chain index) accepts after each reset: the generation
+    /// prompt a chat template's grammar starts with ([`SamplerBuilder::chat_grammar`]).
+    prefill: Vec<(i32, Vec<Token>)>,
 }
 
 // SAFETY: the chain (and the stages it owns) is only used through `&mut self`; llama.cpp
@@ -409,6 +466,10 @@ impl Sampler {
     /// prompt's tokens as seen (the grammar never does: it constrains the output only).
     pub fn start(&mut self, prompt: &[Token]) {
         self.reset();
+        if let Err(e) = self.feed_prefill() {
+            // The same tokens were accepted when the chain was built: not expected to fail.
+            log::warn!("a chat grammar did not take its generation prompt again: {e}");
+        }
         let Some(from) = self.prompt_from else { return };
         // SAFETY: valid chain, exclusively borrowed; `i` is below the chain's length, so
         // chain_get returns a stage the chain owns; accept takes any token id (the
@@ -422,6 +483,22 @@ impl Sampler {
                 }
             }
         }
+    }
+
+    /// Feeds each grammar stage the tokens it starts past (see `prefill`).
+    fn feed_prefill(&mut self) -> Result<()> {
+        for (index, tokens) in &self.prefill {
+            // SAFETY: valid chain, exclusively borrowed; `index` is a stage the chain owns;
+            // the tokens came from this vocabulary's tokenizer.
+            let stage = unsafe { sys::llama_sampler_chain_get(self.raw.as_ptr(), *index) };
+            for &token in tokens {
+                crate::barrier::guarded("llama_sampler_accept", |err, len| {
+                    // SAFETY: as above; the shim catches the grammar's exception.
+                    unsafe { sys::ember_sampler_accept(stage, token.0, err, len) }
+                })?;
+            }
+        }
+        Ok(())
     }
 
     /// Resets the chain's state (penalty history, grammar, mirostat).
@@ -461,6 +538,7 @@ mod tests {
             raw: NonNull::new(chain).unwrap(),
             model: Arc::clone(&model),
             prompt_from: None,
+            prefill: Vec::new(),
         };
         let grammar = Stage::Grammar {
             gbnf: "root ::= \"\u{1F600}\u{1F600}\"".into(),

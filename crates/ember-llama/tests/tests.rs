@@ -9,6 +9,8 @@ mod gguf_corpus;
 mod bad_input;
 mod batched;
 mod chat;
+#[cfg(feature = "chat")]
+mod chat_template;
 mod cpu_variants;
 mod embeddings;
 mod generation;
