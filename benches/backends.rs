@@ -8,7 +8,9 @@
 //! Benchmarks: `load_mmap` (model load, mmap), `pp512` (one 512-token batch), `tg128` (128
 //! single-token decodes), `embed16` (16 short texts through an embeddings context) and the
 //! sampler chains `sample_greedy` and `sample_chain` (penalties, top-k, top-p, min-p,
-//! temperature, dist) on fixed logits. Throughputs are in tokens (texts for `embed16`), so the
+//! temperature, dist) on fixed logits; `constrained/sample_free`, `sample_json_schema` and
+//! `sample_json_object`: the per-token cost of sampling inside generations, free and under
+//! the grammar of a JSON Schema (llama.cpp's json-schema-to-grammar). Throughputs are in tokens (texts for `embed16`), so the
 //! report shows tokens/s.
 //!
 //! Environment: EMBER_TEST_MODEL (the GGUF; without it this prints how to run and exits 0),
@@ -207,6 +209,88 @@ fn benches(c: &mut Criterion) {
         let mut sampler = builder.build(&model).expect("sampler");
         group.bench_function(id(name), |b| {
             b.iter(|| black_box(sampler.sample(&ctx, -1).expect("sample")))
+        });
+    }
+    group.finish();
+
+    constrained(c, &model, &params, backend);
+}
+
+/// Per-token cost of constrained sampling (issue 34): greedy sampling inside real generations,
+/// free and under llama.cpp's grammar of a JSON Schema (`pattern`, `anyOf`, `$ref`, bounds)
+/// and of `json_object`. Only the `sample` calls are timed (each accepts its token into the
+/// grammar, as a generation does); the decodes between them are not.
+fn constrained(c: &mut Criterion, model: &Arc<Model>, params: &ContextParams, backend: &str) {
+    let id = |name: &str| BenchmarkId::new(backend, name);
+    use ember::llama::chat_template::json_schema_to_grammar;
+    let schema = serde_json::json!({
+        "$defs": {"language": {"type": "string", "enum": ["rust", "c", "python"]}},
+        "type": "object",
+        "properties": {
+            "name": {"type": "string", "pattern": "^[A-Z][a-z]{1,10}$"},
+            "age": {"type": "integer", "minimum": 18, "maximum": 99},
+            "language": {"$ref": "#/$defs/language"},
+            "nickname": {"anyOf": [{"type": "null"}, {"type": "string", "maxLength": 12}]}
+        },
+        "required": ["name", "age", "language", "nickname"],
+        "additionalProperties": false
+    });
+    let schema_gbnf = json_schema_to_grammar(&schema.to_string()).expect("schema grammar");
+    let object_gbnf = json_schema_to_grammar(r#"{"type": "object"}"#).expect("object grammar");
+    let prompt = model
+        .tokenize("Describe a programmer as a JSON object:", true, false)
+        .expect("tokenize");
+    let mut ctx = Context::new(model, &params.clone().with_n_ctx(256)).expect("context");
+    let mut group = c.benchmark_group("constrained");
+    group.throughput(Throughput::Elements(1)).sample_size(20);
+    let chains = [
+        ("sample_free", SamplerBuilder::greedy()),
+        (
+            "sample_json_schema",
+            SamplerBuilder::new()
+                .grammar(&schema_gbnf, "root")
+                .select_greedy(),
+        ),
+        (
+            "sample_json_object",
+            SamplerBuilder::new()
+                .grammar(&object_gbnf, "root")
+                .select_greedy(),
+        ),
+    ];
+    for (name, builder) in chains {
+        let mut sampler = builder.build(model).expect("sampler");
+        group.bench_function(id(name), |b| {
+            b.iter_custom(|tokens| {
+                let mut sampling = Duration::ZERO;
+                let mut done = 0;
+                while done < tokens {
+                    // One generation of up to 64 tokens, or to the grammar's end.
+                    ctx.clear_kv();
+                    sampler.start(&prompt);
+                    let mut batch = Batch::new(prompt.len(), 1);
+                    for (pos, &t) in prompt.iter().enumerate() {
+                        batch
+                            .add(t, pos as i32, &[0], pos + 1 == prompt.len())
+                            .expect("batch");
+                    }
+                    ctx.decode(&batch).expect("decode");
+                    let mut one = Batch::new(1, 1);
+                    for pos in prompt.len()..prompt.len() + 64 {
+                        let started = std::time::Instant::now();
+                        let token = sampler.sample(&ctx, -1).expect("sample");
+                        sampling += started.elapsed();
+                        done += 1;
+                        if done == tokens || model.is_eog(token) {
+                            break;
+                        }
+                        one.clear();
+                        one.add(token, pos as i32, &[0], true).expect("batch");
+                        ctx.decode(&one).expect("decode");
+                    }
+                }
+                sampling
+            })
         });
     }
     group.finish();

@@ -101,6 +101,19 @@ std::string require_call_first(const std::string & grammar) {
     return out;
 }
 
+// Without parallel_tool_calls, one call: some of llama.cpp's generators (Qwen3's, Hermes')
+// write `tool-calls ::= (tool-call space)+` whatever the setting, and a small model then
+// repeats its call until max_tokens. Makes that rule one call; other grammars are unchanged.
+std::string single_call(const std::string & grammar) {
+    static const std::string many = "tool-calls ::= (tool-call space)+";
+    std::string              out  = grammar;
+    size_t                   at   = out.find(many);
+    if (at != std::string::npos && (at == 0 || out[at - 1] == '\n')) {
+        out.replace(at, many.size(), "tool-calls ::= tool-call space");
+    }
+    return out;
+}
+
 // oaicompat_chat_params_parse, less media (insightd has no multimodal projector).
 json apply(const common_chat_templates * tmpls, json & body, const json & opt) {
     const bool use_jinja         = opt.value("use_jinja", true);
@@ -286,15 +299,34 @@ json apply(const common_chat_templates * tmpls, json & body, const json & opt) {
         }
     }
 
+    // llama.cpp's built-in (non-Jinja) renderer has no continuation: it would close the
+    // assistant's turn. Render the turn opened without the last message, then its text.
+    std::string prefill;
+    if (!use_jinja && inputs.continue_final_message != COMMON_CHAT_CONTINUATION_NONE &&
+        !inputs.messages.empty() && inputs.messages.back().role == "assistant") {
+        const common_chat_msg & last = inputs.messages.back();
+        prefill                      = last.content;
+        for (const auto & part : last.content_parts) {
+            if (part.type == "text") {
+                prefill += (prefill.empty() ? "" : "\n") + part.text;
+            }
+        }
+        inputs.messages.pop_back();
+        inputs.continue_final_message = COMMON_CHAT_CONTINUATION_NONE;
+        inputs.add_generation_prompt  = true;
+    }
     auto chat_params = common_chat_templates_apply(tmpls, inputs);
+    chat_params.prompt += prefill;
+    const bool continued = !prefill.empty() || inputs.continue_final_message != COMMON_CHAT_CONTINUATION_NONE;
 
     llama_params["chat_format"]      = static_cast<int>(chat_params.format);
     llama_params["chat_format_name"] = common_chat_format_name(chat_params.format);
     llama_params["prompt"]           = chat_params.prompt;
     if (!chat_params.grammar.empty()) {
-        llama_params["grammar"]      = inputs.tool_choice == COMMON_CHAT_TOOL_CHOICE_REQUIRED ?
-                                           require_call_first(chat_params.grammar) :
-                                           chat_params.grammar;
+        std::string tool_grammar = inputs.tool_choice == COMMON_CHAT_TOOL_CHOICE_REQUIRED ?
+                                       require_call_first(chat_params.grammar) :
+                                       chat_params.grammar;
+        llama_params["grammar"] = inputs.parallel_tool_calls ? tool_grammar : single_call(tool_grammar);
         llama_params["grammar_type"] = std::string(inputs.tools.empty() ? "output_format" : "tool_calls");
     } else if (!inputs.json_schema.empty()) {
         llama_params["grammar"]      = json_schema_to_grammar(json::parse(inputs.json_schema));
@@ -324,7 +356,7 @@ json apply(const common_chat_templates * tmpls, json & body, const json & opt) {
         llama_params["chat_parser"] = chat_params.parser;
     }
     llama_params["reasoning_format"] = common_reasoning_format_name(inputs.reasoning_format);
-    llama_params["is_continuation"]  = inputs.continue_final_message != COMMON_CHAT_CONTINUATION_NONE;
+    llama_params["is_continuation"]  = continued;
     llama_params["supports_thinking"] = chat_params.supports_thinking;
     if (!chat_params.thinking_end_tags.empty()) {
         llama_params["thinking_start_tag"] = chat_params.thinking_start_tag;

@@ -3,7 +3,10 @@
 // inside try/catch, so that no C++ exception crosses into Rust.
 #include "ember_shim.h"
 
+#include <cmath>
 #include <cstring>
+#include <stdexcept>
+#include <vector>
 #include <exception>
 #include <new>
 
@@ -39,6 +42,45 @@ extern "C" {
 int ember_sampler_sample(llama_sampler * smpl, llama_context * ctx, int32_t idx, llama_token * out,
                          char * err, size_t err_len) {
     return guarded(out, err, err_len, [&] { return llama_sampler_sample(smpl, ctx, idx); });
+}
+
+int ember_sampler_sample_grammar_last(llama_sampler * chain, int32_t n_grammar, llama_context * ctx,
+                                      int32_t idx, llama_token * out, char * err, size_t err_len) {
+    return guarded(out, err, err_len, [&]() -> llama_token {
+        const llama_vocab * vocab   = llama_model_get_vocab(llama_get_model(ctx));
+        const int32_t       n_vocab = llama_vocab_n_tokens(vocab);
+        const int32_t       n_stage = llama_sampler_chain_n(chain);
+        const float *       logits  = llama_get_logits_ith(ctx, idx);
+        if (logits == nullptr) {
+            throw std::runtime_error("no logits at this output index");
+        }
+        std::vector<llama_token_data> cur(n_vocab);
+        auto run = [&](int32_t from) {
+            for (llama_token t = 0; t < n_vocab; t++) {
+                cur[t] = llama_token_data{ t, logits[t], 0.0f };
+            }
+            llama_token_data_array arr = { cur.data(), cur.size(), -1, false };
+            for (int32_t i = from; i < n_stage; i++) {
+                llama_sampler_apply(llama_sampler_chain_get(chain, i), &arr);
+            }
+            if (arr.selected < 0 || arr.selected >= static_cast<int64_t>(arr.size)) {
+                throw std::runtime_error("the sampler chain selected no token");
+            }
+            return arr.data[arr.selected].id;
+        };
+        llama_token id = run(n_grammar);
+        for (int32_t i = 0; i < n_grammar; i++) {
+            llama_token_data       one = { id, 1.0f, 0.0f };
+            llama_token_data_array arr = { &one, 1, -1, false };
+            llama_sampler_apply(llama_sampler_chain_get(chain, i), &arr);
+            if (one.logit == -INFINITY) {
+                id = run(0);
+                break;
+            }
+        }
+        llama_sampler_accept(chain, id);
+        return id;
+    });
 }
 
 int ember_sampler_accept(llama_sampler * smpl, llama_token token, char * err, size_t err_len) {

@@ -25,6 +25,15 @@ extern "C" {
 int ember_sampler_sample(struct llama_sampler * smpl, struct llama_context * ctx, int32_t idx,
                          llama_token * out, char * err, size_t err_len);
 
+/* llama_sampler_sample for a chain whose first `n_grammar` stages are grammars, as
+ * llama-server's sampling does it (common_sampler_sample): the other stages pick a token from
+ * the logits; when every grammar accepts that one token it is the answer, else the whole
+ * chain runs again, grammars first. The grammars are checked against one candidate instead of
+ * the whole vocabulary at most steps. The token is accepted into every stage. */
+int ember_sampler_sample_grammar_last(struct llama_sampler * chain, int32_t n_grammar,
+                                      struct llama_context * ctx, int32_t idx, llama_token * out,
+                                      char * err, size_t err_len);
+
 /* llama_sampler_accept: a grammar stage throws when the token breaks the grammar. */
 int ember_sampler_accept(struct llama_sampler * smpl, llama_token token, char * err,
                          size_t err_len);

@@ -255,6 +255,7 @@ impl SamplerBuilder {
             model: Arc::clone(model),
             prompt_from: self.penalize_prompt.then_some(grammars.len() as i32),
             prefill: Vec::new(),
+            n_grammar: grammars.len() as i32,
         };
         for (index, stage) in grammars.into_iter().chain(others).enumerate() {
             let raw = stage_raw(stage, model)?;
@@ -418,6 +419,8 @@ pub struct Sampler {
     /// Tokens a grammar stage (by chain index) accepts after each reset: the generation
     /// prompt a chat template's grammar starts with ([`SamplerBuilder::chat_grammar`]).
     prefill: Vec<(i32, Vec<Token>)>,
+    /// Grammar stages at the chain's start: sampled grammar-last (see `sample`).
+    n_grammar: i32,
 }
 
 // SAFETY: the chain (and the stages it owns) is only used through `&mut self`; llama.cpp
@@ -449,6 +452,27 @@ impl Sampler {
         let mut token = 0;
         // A grammar that rejects every candidate makes llama.cpp throw; the barrier turns
         // that into Error::Exception.
+        if self.n_grammar > 0 {
+            // As llama-server: the other stages pick, the grammars check that one token, and
+            // only a token they reject makes the whole chain run with the grammars first. A
+            // grammar over the whole vocabulary at every step costs ~30x the sampling.
+            crate::barrier::guarded("llama_sampler_sample", |err, len| {
+                // SAFETY: as below; the first `n_grammar` stages are the grammars (build puts
+                // them first) and the chain owns them.
+                unsafe {
+                    sys::ember_sampler_sample_grammar_last(
+                        self.raw.as_ptr(),
+                        self.n_grammar,
+                        ctx.as_ptr(),
+                        i,
+                        &mut token,
+                        err,
+                        len,
+                    )
+                }
+            })?;
+            return Ok(Token(token));
+        }
         crate::barrier::guarded("llama_sampler_sample", |err, len| {
             // SAFETY: the chain ends with a selecting stage (checked in build), so llama.cpp's
             // assertion on the selection holds; `i` is an output of the last decode, so its
@@ -539,6 +563,7 @@ mod tests {
             model: Arc::clone(&model),
             prompt_from: None,
             prefill: Vec::new(),
+            n_grammar: 0,
         };
         let grammar = Stage::Grammar {
             gbnf: "root ::= \"\u{1F600}\u{1F600}\"".into(),
