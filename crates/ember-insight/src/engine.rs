@@ -169,6 +169,9 @@ impl Runner {
             let step = self.generator.last_step();
             if step.sequences > 0 {
                 self.metrics.batch_sequences.observe(step.sequences as f64);
+                self.metrics.decodes.inc();
+                self.metrics.decode_sequences.inc_by(step.sequences as u64);
+                crate::metrics::raise_gauge(&self.metrics.decode_tokens_max, step.tokens as i64);
                 self.metrics
                     .prompt_tokens_evaluated
                     .inc_by(step.prompt_tokens as u64);
@@ -372,6 +375,9 @@ fn sampler(model: &Arc<Model>, req: &GenRequest) -> anyhow::Result<ember_llama::
         // No top-k before the grammar: if it left no token the grammar accepts, llama.cpp
         // would throw through the C API and abort.
         builder = builder.grammar(g, "root");
+    }
+    if let Some(settings) = &req.chat_grammar {
+        builder = builder.chat_grammar(settings);
     }
     if !stages.logit_bias.is_empty() {
         builder = builder.logit_bias(stages.logit_bias.iter().copied());

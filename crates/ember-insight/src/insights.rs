@@ -330,6 +330,7 @@ pub fn generate(llm: &Llm, job: &InsightJob, max_tokens: usize) -> anyhow::Resul
         seed: 0,
         stages: Default::default(),
         grammar: Some(grammar_for(&job.alert.subject.comm)),
+        chat_grammar: None,
         logprobs: None,
         token_ids: false,
     };

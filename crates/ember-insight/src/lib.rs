@@ -10,7 +10,6 @@
 //!   failing exits, run-queue latency p99) raising deduplicated alerts;
 //! - [`insights`]: the loaded model ([`llm`], `ember-llama`) explains new alerts as JSON under a
 //!   grammar;
-//! - [`json_grammar`]: JSON Schema → GBNF for the API's `response_format`;
 //! - [`http`]: the axum API (health, status, processes, SSE stream, alerts, insights,
 //!   Prometheus [`metrics`], OpenAI-compatible `/v1`);
 //! - [`server`]: [`server::serve`] runs it all until SIGTERM/SIGINT; [`server::once`] watches
@@ -39,7 +38,6 @@ pub mod history;
 pub mod http;
 pub mod hub;
 pub mod insights;
-pub mod json_grammar;
 pub mod llm;
 pub mod metrics;
 pub mod otlp;

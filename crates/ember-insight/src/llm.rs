@@ -9,6 +9,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
+use ember_llama::chat_template::ChatTemplates;
 use ember_llama::{BatchGenerator, ChatMessage, Context, ContextParams, Model, ModelParams};
 use tokio::sync::mpsc;
 
@@ -38,6 +39,9 @@ pub struct GenRequest {
     pub stages: SamplingStages,
     /// A GBNF grammar (root rule `root`).
     pub grammar: Option<String>,
+    /// Or the grammar of a chat's rendering ([`Llm::render_chat`]'s settings, JSON): a
+    /// tool-call grammar, lazy where the template's format says so.
+    pub chat_grammar: Option<String>,
     /// Report each token's log-probability and this many most likely alternatives
     /// ([`GenEvent::Token`]); `None`: off.
     pub logprobs: Option<usize>,
@@ -137,11 +141,92 @@ pub struct GenSummary {
     pub client_gone: bool,
 }
 
+/// The chat template and how chats are rendered with it (llama.cpp's `common` library).
+struct ChatRenderer {
+    templates: Mutex<ChatTemplates>,
+    /// Jinja (the template's source) or llama.cpp's built-in renderer (a template's name).
+    use_jinja: bool,
+    /// The server's side of a rendering: `use_jinja`, `reasoning_format`, `enable_thinking`.
+    options: String,
+    /// `ChatTemplates::info`: source, caps.
+    info: serde_json::Value,
+}
+
+impl ChatRenderer {
+    /// The template text or name (for `/props` and `/status`) and its renderer: the file's
+    /// Jinja, a built-in name, the model's own Jinja, or gemma/chatml when the model has none.
+    fn new(model: &Arc<Model>, config: &ModelConfig) -> anyhow::Result<(String, ChatRenderer)> {
+        let (text, use_jinja) = if let Some(file) = &config.chat_template_file {
+            let text = std::fs::read_to_string(file).with_context(|| {
+                format!("cannot read model.chat_template_file {}", file.display())
+            })?;
+            (Some(text), true)
+        } else if let Some(name) = &config.chat_template {
+            (Some(name.clone()), false)
+        } else if model.chat_template().is_some() {
+            (None, config.jinja)
+        } else {
+            let arch = model.meta("general.architecture").unwrap_or_default();
+            let name = if arch.starts_with("gemma") {
+                "gemma"
+            } else {
+                "chatml"
+            };
+            (Some(name.to_string()), false)
+        };
+        if !use_jinja {
+            if let Some(name) = &text {
+                // Fail at start, not on the first request, when the name is unknown.
+                ember_llama::apply_chat_template(name, &[ChatMessage::user("hi")], true)
+                    .with_context(|| format!("chat template {name:?} is not usable: pass --chat-template with one of {:?}, or model.chat_template_file with a Jinja template", ember_llama::builtin_templates()))?;
+            }
+        }
+        let templates = ChatTemplates::new(model, text.as_deref())
+            .context("the chat template does not parse (model.chat_template_file, or the model's own: model.jinja = false renders llama.cpp's built-in templates instead)")?;
+        let info: serde_json::Value = serde_json::from_str(&templates.info()?)?;
+        let source = match (&text, use_jinja) {
+            (Some(name), false) => name.clone(),
+            _ => info["source"].as_str().unwrap_or_default().to_string(),
+        };
+        let options = serde_json::json!({
+            "use_jinja": use_jinja,
+            "prefill_assistant": true,
+            "reasoning_format": config.reasoning_format.name(),
+            "enable_thinking": config.reasoning != crate::config::Reasoning::Off,
+        })
+        .to_string();
+        let renderer = ChatRenderer {
+            templates: Mutex::new(templates),
+            use_jinja,
+            options,
+            info,
+        };
+        // Fail at start when the template cannot render a plain chat.
+        renderer
+            .render(&serde_json::json!({"messages": [{"role": "user", "content": "hi"}]}))
+            .context("the chat template cannot render a one-message chat")?;
+        Ok((source, renderer))
+    }
+
+    fn render(&self, request: &serde_json::Value) -> anyhow::Result<serde_json::Value> {
+        let templates = self.templates.lock().unwrap_or_else(|e| e.into_inner());
+        let out = templates
+            .apply(&request.to_string(), &self.options)
+            .map_err(|e| match e {
+                ember_llama::Error::Exception { message, .. } => anyhow::anyhow!(message),
+                other => anyhow::anyhow!(other),
+            })?;
+        log::trace!("chat rendering: {out}");
+        Ok(serde_json::from_str(&out)?)
+    }
+}
+
 /// A loaded model and its generation engine.
 pub struct Llm {
     model: Arc<Model>,
     name: String,
     template: String,
+    chat: ChatRenderer,
     params: ContextParams,
     config: ModelConfig,
     /// Threads per decode (at most) and how that count was chosen.
@@ -174,22 +259,7 @@ impl Llm {
         let model = Model::load(path, &ModelParams::default())
             .with_context(|| format!("cannot load model {}", path.display()))?;
         let model = Arc::new(model);
-        let template = match (&config.chat_template, model.chat_template()) {
-            (Some(name), _) => name.clone(),
-            (None, Some(embedded)) => embedded,
-            (None, None) => {
-                let arch = model.meta("general.architecture").unwrap_or_default();
-                let name = if arch.starts_with("gemma") {
-                    "gemma"
-                } else {
-                    "chatml"
-                };
-                name.to_string()
-            }
-        };
-        // Fail at start, not on the first request, when the template is unusable.
-        ember_llama::apply_chat_template(&template, &[ChatMessage::user("hi")], true)
-            .with_context(|| format!("chat template {template:?} is not usable: pass --chat-template with one of {:?}", ember_llama::builtin_templates()))?;
+        let (template, chat) = ChatRenderer::new(&model, config)?;
         let name = config.name.clone().unwrap_or_else(|| {
             path.file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
@@ -230,6 +300,7 @@ impl Llm {
             model,
             name,
             template,
+            chat,
             params,
             config: config.clone(),
             threads: (threads, threads_reason),
@@ -295,11 +366,38 @@ impl Llm {
         messages: &[ChatMessage],
         add_generation_prompt: bool,
     ) -> anyhow::Result<String> {
-        Ok(ember_llama::apply_chat_template(
-            &self.template,
-            messages,
-            add_generation_prompt,
-        )?)
+        let messages: Vec<serde_json::Value> = messages
+            .iter()
+            .map(|m| serde_json::json!({"role": m.role, "content": m.content}))
+            .collect();
+        let request = serde_json::json!({
+            "messages": messages,
+            "add_generation_prompt": add_generation_prompt,
+        });
+        let settings = self.render_chat(&request)?;
+        Ok(settings["prompt"].as_str().unwrap_or_default().to_string())
+    }
+
+    /// Renders an OpenAI chat request (messages, tools, tool_choice, reasoning settings) with
+    /// the model's chat template, as llama-server does: the prompt and the settings its
+    /// generation and the reading of its output take (see
+    /// [`ember_llama::chat_template::ChatTemplates::apply`]).
+    ///
+    /// # Errors
+    ///
+    /// llama.cpp's message when the request is invalid or the template cannot render it.
+    pub fn render_chat(&self, request: &serde_json::Value) -> anyhow::Result<serde_json::Value> {
+        self.chat.render(request)
+    }
+
+    /// The chat template's capabilities, as llama-server's `/props` shows them.
+    pub fn chat_template_caps(&self) -> serde_json::Value {
+        self.chat.info.get("caps").cloned().unwrap_or_default()
+    }
+
+    /// Whether chats are rendered with the template's Jinja source.
+    pub fn jinja(&self) -> bool {
+        self.chat.use_jinja
     }
 
     /// Renders chat messages like [`Llm::chat_prompt`] and tokenizes the result so that only the

@@ -17,6 +17,49 @@ use crate::telemetry;
 /// How long shutdown waits for open requests before giving up on them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
+/// Serves `app` on `listener` until `shutdown`, then waits for open connections to end.
+///
+/// hyper's HTTP/1 server with title-case header names (`Access-Control-Allow-Origin`, as
+/// llama-server and most servers write them): names are case-insensitive, but clients that
+/// read headers into a plain map, llama-server's test suite among them, look them up as
+/// written. axum's `serve` has no such setting; otherwise this is what it does.
+async fn serve_http(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> std::io::Result<()> {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait instead of spinning.
+                    log::warn!("accepting a connection failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let connection = hyper::server::conn::http1::Builder::new()
+            .title_case_headers(true)
+            .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                log::debug!("connection ended with an error: {e}");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
+
 /// Starts telemetry, the insight worker and the model load (in the background), then serves
 /// HTTP on `config.bind` until SIGTERM or SIGINT; then stops accepting, lets running requests
 /// finish (up to 10 s), ends event streams and stops the probes.
@@ -30,6 +73,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", config.bind))?;
     let addr = listener.local_addr()?;
+    let mut more = Vec::new();
+    for bind in &config.also_bind {
+        let listener = tokio::net::TcpListener::bind(bind)
+            .await
+            .with_context(|| format!("cannot listen on {bind} (also_bind)"))?;
+        log::info!("listening on http://{}", listener.local_addr()?);
+        more.push(listener);
+    }
     let shared = Shared::open(config)?;
     // Listen first so that /healthz answers while the probes and the model load.
     log::info!("listening on http://{addr}");
@@ -80,18 +131,23 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         });
     }
     let app = crate::http::app(shared.clone());
+    // The other addresses serve the same router until the stop; the main one's graceful
+    // shutdown below bounds the wait for all of them.
+    let also: Vec<_> = more
+        .into_iter()
+        .map(|listener| {
+            let app = app.clone();
+            tokio::spawn(serve_http(listener, app, shutdown_signal()))
+        })
+        .collect();
     let server = tokio::spawn({
         let shared = shared.clone();
-        async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    shutdown_signal().await;
-                    log::info!("shutting down: no new connections; ending event streams");
-                    shared.stopping.store(true, Ordering::Relaxed);
-                    shared.hub.close_all();
-                })
-                .await
-        }
+        serve_http(listener, app, async move {
+            shutdown_signal().await;
+            log::info!("shutting down: no new connections; ending event streams");
+            shared.stopping.store(true, Ordering::Relaxed);
+            shared.hub.close_all();
+        })
     });
     // Alerts to Alertmanager (when configured): a task of its own, never in the rules' way.
     let alertmanager = tokio::spawn(crate::alertmanager::run(shared.clone()));
@@ -118,6 +174,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         } => log::warn!("requests still open after {SHUTDOWN_GRACE:?}; exiting anyway"),
     }
     shared.stopping.store(true, Ordering::Relaxed);
+    also.iter().for_each(tokio::task::JoinHandle::abort);
     alertmanager.abort();
     otlp.iter().for_each(tokio::task::JoinHandle::abort);
     let _ = tokio::task::spawn_blocking(move || {

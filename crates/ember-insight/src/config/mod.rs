@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 pub use alertmanager::AlertmanagerConfig;
 pub use insights::InsightConfig;
 pub use limits::LimitsConfig;
-pub use model::{ModelConfig, ModelPriority, MAX_THREADS};
+pub use model::{ModelConfig, ModelPriority, Reasoning, ReasoningFormat, MAX_THREADS};
 pub use otlp::OtlpConfig;
 pub use probes::{ProbeConfig, ProbeMode};
 pub use rules::{Rule, RulesConfig, Severity};
@@ -34,9 +34,16 @@ pub use state::StateConfig;
 pub struct Config {
     /// Listen address (default 127.0.0.1:3000).
     pub bind: SocketAddr,
+    /// More addresses to serve the same API on (llama-server's `--host a,b`), e.g. `[::1]:3000`
+    /// beside an IPv4 `bind`.
+    pub also_bind: Vec<SocketAddr>,
     /// Bearer token; required for a non-loopback `bind`.
     #[serde(skip_serializing)]
     pub token: Option<String>,
+    /// Web page origins whose scripts may call the API (CORS, llama-server's
+    /// `--cors-origins`): `*` (any), `localhost` (http(s) on localhost, 127.0.0.1 or `[::1]`,
+    /// any port) or exact origins such as `https://grafana.example`. Default: none.
+    pub cors_origins: Vec<String>,
     /// Telemetry settings.
     pub probes: ProbeConfig,
     /// Model and generation settings.
@@ -59,7 +66,9 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             bind: SocketAddr::from(([127, 0, 0, 1], 3000)),
+            also_bind: Vec::new(),
             token: None,
+            cors_origins: Vec::new(),
             probes: ProbeConfig::default(),
             model: ModelConfig::default(),
             limits: LimitsConfig::default(),

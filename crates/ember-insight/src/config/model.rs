@@ -41,6 +41,46 @@ impl ModelPriority {
     }
 }
 
+/// llama-server's `--reasoning-format` values (llama.cpp's `common_reasoning_format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReasoningFormat {
+    /// Thinking stays in the content.
+    None,
+    /// As `deepseek`.
+    Auto,
+    /// Thinking in `reasoning_content`, also in stream deltas.
+    #[default]
+    Deepseek,
+    /// As `deepseek`, but left in the content while streaming.
+    DeepseekLegacy,
+}
+
+impl ReasoningFormat {
+    /// llama.cpp's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            ReasoningFormat::None => "none",
+            ReasoningFormat::Auto => "auto",
+            ReasoningFormat::Deepseek => "deepseek",
+            ReasoningFormat::DeepseekLegacy => "deepseek-legacy",
+        }
+    }
+}
+
+/// llama-server's `--reasoning` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Reasoning {
+    /// As the template does.
+    #[default]
+    Auto,
+    /// Thinking on.
+    On,
+    /// Thinking off (`enable_thinking = false`).
+    Off,
+}
+
 /// Model and generation settings.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -49,9 +89,37 @@ pub struct ModelConfig {
     pub path: Option<PathBuf>,
     /// Name shown by `/v1/models` (default: the file name without extension).
     pub name: Option<String>,
+    /// Other names of the model, listed by `/v1/models` (llama-server's `--alias a,b`).
+    pub aliases: Vec<String>,
+    /// Labels listed by `/v1/models` (llama-server's `--tags`).
+    pub tags: Vec<String>,
     /// Built-in chat template used when the model carries none (default: gemma for Gemma
-    /// models, else chatml).
+    /// models, else chatml). A name of llama.cpp's list, rendered without Jinja.
     pub chat_template: Option<String>,
+    /// A Jinja chat template file used instead of the model's own (llama-server's
+    /// `--chat-template-file`).
+    pub chat_template_file: Option<PathBuf>,
+    /// Render chats with the template's Jinja source (the GGUF's `tokenizer.chat_template`
+    /// or `chat_template_file`) through llama.cpp's own renderer, with tools, tool calls and
+    /// reasoning parsed per model family (llama-server's `--jinja`, its default). `false`:
+    /// llama.cpp's built-in templates only, and requests with `tools` are refused.
+    pub jinja: bool,
+    /// Where a reasoning model's thinking goes (llama-server's `--reasoning-format`):
+    /// `deepseek` (default: `message.reasoning_content`, also in stream deltas), `auto`,
+    /// `deepseek-legacy` (left in the content when streaming) or `none` (left in the
+    /// content). A request's `reasoning_format` overrides it.
+    pub reasoning_format: ReasoningFormat,
+    /// Whether a reasoning model thinks (llama-server's `--reasoning`): `auto` (default: as
+    /// the template does), `on` or `off` (the template is told `enable_thinking = false`).
+    pub reasoning: Reasoning,
+    /// Add `__verbose` (the rendered prompt) to every chat answer, as llama-server does with
+    /// `--verbose`; a request can ask for it with `"verbose": true`.
+    pub verbose: bool,
+    /// Append llama-server's own metrics (`llamacpp:*`, what its dashboards read) to
+    /// `/metrics` in the Prometheus text format (llama-server's `--metrics`). Off by default:
+    /// their names break Prometheus' conventions (`:`, a counter without `_total`), which
+    /// `promtool check metrics` reports.
+    pub llama_server_metrics: bool,
     /// Most tokens (prompt plus output) of one generation; the engine's KV cache holds this
     /// many per sequence on average.
     pub ctx_size: u32,
@@ -90,7 +158,15 @@ impl Default for ModelConfig {
         ModelConfig {
             path: None,
             name: None,
+            aliases: Vec::new(),
+            tags: Vec::new(),
             chat_template: None,
+            chat_template_file: None,
+            jinja: true,
+            reasoning_format: ReasoningFormat::Deepseek,
+            reasoning: Reasoning::Auto,
+            verbose: false,
+            llama_server_metrics: false,
             ctx_size: 2048,
             threads: None,
             priority: ModelPriority::Background,

@@ -36,12 +36,13 @@ impl Config {
     ///
     /// What is wrong and how to fix it.
     pub fn validate(&self) -> anyhow::Result<()> {
-        if !self.bind.ip().is_loopback() && self.token.as_deref().is_none_or(str::is_empty) {
-            bail!(
-                "refusing to listen on {} without a token: anything but loopback needs \
-                 --token (or INSIGHTD_TOKEN, or `token` in the config file)",
-                self.bind
-            );
+        for bind in std::iter::once(&self.bind).chain(&self.also_bind) {
+            if !bind.ip().is_loopback() && self.token.as_deref().is_none_or(str::is_empty) {
+                bail!(
+                    "refusing to listen on {bind} without a token: anything but loopback needs \
+                     --token (or INSIGHTD_TOKEN, or `token` in the config file)"
+                );
+            }
         }
         let m = &self.model;
         within("model.ctx_size (--ctx-size)", m.ctx_size, 16, 1 << 20)?;

@@ -1,6 +1,7 @@
 //! The HTTP API (axum): operations endpoints ([`ops`]), the OpenAI-compatible ones
 //! ([`openai`]) and the dashboard ([`ui`]), behind a bearer-token check and a body size limit.
 
+pub mod cors;
 pub mod openai;
 pub mod openapi;
 pub mod ops;
@@ -70,6 +71,10 @@ pub fn app(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth))
         .layer(axum::middleware::from_fn(openai_errors))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            cors::layer,
+        ))
         .with_state(state)
 }
 

@@ -128,7 +128,7 @@ pub(super) fn gen_request(
         ),
         (_, Some(schema), _) => (
             Some(
-                crate::json_grammar::from_schema(schema)
+                super::request::schema_grammar(schema)
                     .map_err(|e| ApiError::bad_request(format!("json_schema: {e}")))?,
             ),
             "json_schema: llama.cpp rejects the grammar made of this schema",
@@ -175,6 +175,7 @@ pub(super) fn gen_request(
             .unwrap_or_else(|| NEXT_ID.load(Ordering::Relaxed) as u32),
         stages,
         grammar,
+        chat_grammar: None,
         logprobs,
         token_ids: false,
     };
@@ -432,6 +433,10 @@ pub(super) fn spawn_generation(
                 GenEvent::Text(_) | GenEvent::Token(_) | GenEvent::Id(_) => {}
                 GenEvent::Done(summary) => {
                     m.prompt_tokens.inc_by(summary.prompt_tokens as u64);
+                    m.prompt_tokens_cached.inc_by(summary.cached_tokens as u64);
+                    m.prompt_micros.inc_by((summary.prompt_ms * 1e3) as u64);
+                    m.generation_micros
+                        .inc_by((summary.generation_ms * 1e3) as u64);
                     m.generated_tokens.inc_by(summary.completion_tokens as u64);
                     if summary.client_gone {
                         m.generations_cancelled.inc();

@@ -25,7 +25,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
+use serde_json::{json, Value};
 
 pub use request::{
     ApplyTemplateRequest, ChatRequest, CompletionRequest, Content, EmbeddingsRequest, FormatKind,
@@ -33,15 +33,15 @@ pub use request::{
 };
 pub use response::{
     AssistantMessage, ChatChoice, ChatCompletion, ChatLogprobs, ChatTokenLogprob, Completion,
-    CompletionChoice, CompletionLogprobs, EmbeddingItem, EmbeddingList, EmbeddingUsage, ModelCard,
-    ModelList, ModelMeta, TopLogprob, Usage,
+    CompletionChoice, CompletionLogprobs, EmbeddingItem, EmbeddingList, EmbeddingUsage,
+    FunctionCall, ModelCard, ModelList, ModelMeta, ToolCall, TopLogprob, Usage,
 };
 
 use super::{ApiError, AppState, ErrorBody};
 use crate::llm::Llm;
 use crate::metrics::EndpointLabel;
 use crate::state::ModelState;
-use chat::{chat_messages, chat_prompt};
+use chat::render;
 use generation::{
     collect_all, gen_request, spawn_choices, summary_of, take_slot, Delivery, PromptInput, NEXT_ID,
 };
@@ -112,25 +112,24 @@ pub struct HealthOk {
 }
 
 /// `GET /health` (also `/v1/health`): llama-server's probe, which its clients poll before
-/// they send work: 200 once the model is loaded, else 503 in llama-server's error type
-/// (`unavailable_error`) with the reason. No token needed, as for `/healthz`.
+/// they send work: 200 once the model is loaded, or when none is configured (as llama-server's
+/// router mode without a model: the server is up and serves what it has; generations then
+/// answer 503), else 503 in llama-server's error type (`unavailable_error`) with the reason
+/// (loading, failed). No token needed, as for `/healthz`.
 #[utoipa::path(get, path = "/health", tag = "openai", responses(
-    (status = 200, description = "the model is loaded and serves", body = HealthOk),
-    (status = 503, description = "no model is configured, or it is loading or failed to load", body = ErrorBody)))]
+    (status = 200, description = "the model is loaded and serves, or no model is configured", body = HealthOk),
+    (status = 503, description = "the model is loading or failed to load", body = ErrorBody)))]
 pub async fn health(State(state): State<AppState>) -> Response {
-    match state.llm() {
-        Some(_) => Json(HealthOk { status: "ok" }).into_response(),
-        None => {
-            let why = match state.model_state() {
-                ModelState::Loading(path) => format!("Loading model {}", path.display()),
-                ModelState::Failed { path, error } => {
-                    format!("model {} failed to load: {error}", path.display())
-                }
-                _ => "no model is configured: start insightd with --model <GGUF>".into(),
-            };
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable_error", why).into_response()
+    let why = match state.model_state() {
+        ModelState::Ready(_) | ModelState::None => {
+            return Json(HealthOk { status: "ok" }).into_response()
         }
-    }
+        ModelState::Loading(path) => format!("Loading model {}", path.display()),
+        ModelState::Failed { path, error } => {
+            format!("model {} failed to load: {error}", path.display())
+        }
+    };
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable_error", why).into_response()
 }
 
 /// `GET /v1/models` (also `/models`, llama-server's alias).
@@ -149,6 +148,8 @@ pub async fn models(State(state): State<AppState>) -> Json<ModelList> {
                 description: llm.model().description(),
                 n_ctx: llm.config().ctx_size,
             },
+            aliases: llm.config().aliases.clone(),
+            tags: llm.config().tags.clone(),
         })
         .into_iter()
         .collect();
@@ -257,21 +258,22 @@ pub async fn chat_completions(
     Json(body): Json<ChatRequest>,
 ) -> Result<Response, ApiError> {
     let llm = need_model(&state)?;
-    let messages = chat_messages(body.messages)?;
-    let prompt = chat_prompt(&llm, messages, body.end)?;
+    let rendered = render(&llm, &body.messages, body.end, &body.chat)?;
     let logprobs = match (body.logprobs.unwrap_or(false), body.top_logprobs) {
         (true, top) => Some(top.unwrap_or(0) as usize),
         (false, None) => None,
         (false, Some(_)) => return Err(ApiError::bad_request("top_logprobs needs logprobs: true")),
     };
-    let verbose = body.verbose.then(|| json!({"prompt": prompt}));
-    let (req, delivery) = gen_request(
+    let verbose =
+        (body.verbose || state.config.model.verbose).then(|| json!({"prompt": rendered.prompt}));
+    let (mut req, delivery) = gen_request(
         &state,
         &llm,
-        PromptInput::Text(prompt),
+        PromptInput::Text(rendered.prompt.clone()),
         body.sampling,
         logprobs,
     )?;
+    rendered.apply_to(&mut req)?;
     let id = format!("chatcmpl-{}", NEXT_ID.fetch_add(1, Ordering::Relaxed));
     let created = now_secs();
     let model = llm.name().to_string();
@@ -282,16 +284,28 @@ pub async fn chat_completions(
         let first = json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
             "system_fingerprint": SYSTEM_FINGERPRINT,
             "choices": [{"index": 0, "delta": {"role": "assistant", "content": null}, "finish_reason": null}]});
+        let mut reader = rendered.reader();
+        let mut called = false;
         return Ok(sse_response(
             choices.remove(0),
             Some(first),
             move |step: Step<'_>| {
-                let delta = match step.text {
-                    Some(t) => json!({"content": t}),
-                    None => json!({}),
+                let delta = match (&mut reader, step.text) {
+                    (Some(reader), text) => {
+                        let delta = reader.delta(text);
+                        called |= delta.contains_key("tool_calls");
+                        if delta.is_empty() && text.is_some() {
+                            // The parser holds this text back (a tag begun): as llama-server,
+                            // no chunk.
+                            return Value::Null;
+                        }
+                        Value::Object(delta)
+                    }
+                    (None, Some(t)) => json!({"content": t}),
+                    (None, None) => json!({}),
                 };
                 let lp = logprobs.map(|_| chat_logprobs(step.logprobs));
-                let finish = step.done.map(|s| s.finish_reason);
+                let finish = step.done.map(|s| finish_reason(s.finish_reason, called));
                 json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
                    "system_fingerprint": SYSTEM_FINGERPRINT,
                    "choices": [{"index": 0, "delta": delta, "logprobs": lp, "finish_reason": finish}]})
@@ -311,14 +325,15 @@ pub async fn chat_completions(
         choices: outs
             .into_iter()
             .zip(0..)
-            .map(|(out, index)| ChatChoice {
-                index,
-                logprobs: logprobs.map(|_| chat_logprobs(&out.tokens)),
-                message: AssistantMessage {
-                    role: "assistant",
-                    content: out.text,
-                },
-                finish_reason: out.summary.finish_reason,
+            .map(|(out, index)| {
+                let message = assistant_message(rendered.reader(), out.text);
+                let called = message.tool_calls.is_some();
+                ChatChoice {
+                    index,
+                    logprobs: logprobs.map(|_| chat_logprobs(&out.tokens)),
+                    message,
+                    finish_reason: finish_reason(out.summary.finish_reason, called),
+                }
             })
             .collect(),
         usage: usage(&summary),
@@ -326,6 +341,44 @@ pub async fn chat_completions(
         verbose,
     })
     .into_response())
+}
+
+/// OpenAI's `tool_calls` when the answer called a tool and the model ended it itself.
+fn finish_reason(reason: &'static str, called: bool) -> &'static str {
+    if called && reason == "stop" {
+        "tool_calls"
+    } else {
+        reason
+    }
+}
+
+/// The assistant's message of a complete text, read by the template's parser when it has one.
+fn assistant_message(reader: Option<chat::AnswerReader>, text: String) -> AssistantMessage {
+    let Some(reader) = reader else {
+        return AssistantMessage {
+            role: "assistant",
+            content: Some(text),
+            reasoning_content: None,
+            tool_calls: None,
+        };
+    };
+    let (answer, ids) = reader.read_all(&text);
+    let calls: Vec<ToolCall> = answer
+        .calls
+        .into_iter()
+        .zip(ids)
+        .map(|((name, arguments), id)| ToolCall {
+            id,
+            kind: "function",
+            function: FunctionCall { name, arguments },
+        })
+        .collect();
+    AssistantMessage {
+        role: "assistant",
+        content: (calls.is_empty() || !answer.content.is_empty()).then_some(answer.content),
+        reasoning_content: (!answer.reasoning.is_empty()).then_some(answer.reasoning),
+        tool_calls: (!calls.is_empty()).then_some(calls),
+    }
 }
 
 /// `/apply-template` answer.
@@ -345,7 +398,7 @@ pub async fn apply_template(
     Json(body): Json<ApplyTemplateRequest>,
 ) -> Result<Json<AppliedTemplate>, ApiError> {
     let llm = need_model(&state)?;
-    let prompt = chat_prompt(&llm, chat_messages(body.messages)?, body.end)?;
+    let prompt = render(&llm, &body.messages, body.end, &body.chat)?.prompt;
     Ok(Json(AppliedTemplate { prompt }))
 }
 
@@ -366,7 +419,7 @@ pub async fn input_tokens(
     Json(body): Json<ChatRequest>,
 ) -> Result<Json<InputTokens>, ApiError> {
     let llm = need_model(&state)?;
-    let prompt = chat_prompt(&llm, chat_messages(body.messages)?, body.end)?;
+    let prompt = render(&llm, &body.messages, body.end, &body.chat)?.prompt;
     let tokens = llm
         .model()
         .tokenize(&prompt, true, true)

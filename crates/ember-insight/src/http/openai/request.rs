@@ -1,7 +1,7 @@
 //! The request bodies of the OpenAI-compatible endpoints, as clients send them, with their
 //! OpenAPI schemas.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
@@ -146,7 +146,7 @@ pub struct JsonSchemaFormat {
 
 impl ResponseFormat {
     /// The GBNF grammar the output must follow (`None` for text).
-    pub(super) fn grammar(&self) -> Result<Option<String>, crate::json_grammar::SchemaError> {
+    pub(super) fn grammar(&self) -> Result<Option<String>, String> {
         let schema = self
             .json_schema
             .as_ref()
@@ -154,10 +154,19 @@ impl ResponseFormat {
             .or(self.schema.as_ref());
         Ok(match (self.kind, schema) {
             (FormatKind::Text, _) => None,
-            (_, Some(schema)) => Some(crate::json_grammar::from_schema(schema)?),
-            (_, None) => Some(crate::json_grammar::json_object()),
+            (_, Some(schema)) => Some(schema_grammar(schema)?),
+            (_, None) => Some(schema_grammar(&serde_json::json!({"type": "object"}))?),
         })
     }
+}
+
+/// The GBNF grammar of a JSON Schema, made by llama.cpp's `json-schema-to-grammar` (as
+/// llama-server's); its message names what the schema asks that it cannot express.
+pub(super) fn schema_grammar(schema: &Value) -> Result<String, String> {
+    ember_llama::chat_template::json_schema_to_grammar(&schema.to_string()).map_err(|e| match e {
+        ember_llama::Error::Exception { message, .. } => message,
+        other => other.to_string(),
+    })
 }
 
 /// `POST /v1/completions` body.
@@ -177,7 +186,7 @@ pub struct CompletionRequest {
 }
 
 /// Message content: a string, or a list of parts of which the text ones are used.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(untagged)]
 pub enum Content {
     /// Plain text.
@@ -187,7 +196,7 @@ pub enum Content {
     Parts(Vec<Value>),
 }
 
-/// Who speaks (in the document; the handler names a wrong one in its 400).
+/// Who speaks (in the document; the template decides what it accepts).
 #[derive(ToSchema)]
 #[schema(rename_all = "lowercase")]
 #[allow(dead_code)]
@@ -196,16 +205,56 @@ enum Role {
     Developer,
     User,
     Assistant,
+    Tool,
 }
 
-/// A chat message.
-#[derive(Debug, Deserialize, ToSchema)]
+/// A chat message, as OpenAI's: passed to the chat template as given.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct Message {
-    /// `system`, `developer` (taken as system), `user` or `assistant`.
+    /// `system`, `developer`, `user`, `assistant` or `tool` (a tool's result).
     #[schema(value_type = Role)]
     pub(super) role: String,
-    /// Its text.
+    /// Its text (may be null in an assistant message with `tool_calls`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) content: Option<Content>,
+    /// An assistant message's calls: `{"id", "type": "function", "function": {"name",
+    /// "arguments"}}`, as answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub(super) tool_calls: Option<Vec<Value>>,
+    /// A tool message's answer to this call id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) tool_call_id: Option<String>,
+    /// The speaker's or tool's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) name: Option<String>,
+    /// An assistant message's reasoning, for templates that render it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) reasoning_content: Option<String>,
+}
+
+/// A chat request's tools and template settings (OpenAI's and llama-server's fields).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct ChatFields {
+    /// Functions the model may call: `{"type": "function", "function": {"name",
+    /// "description", "parameters"}}` (a JSON Schema of the arguments).
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub(super) tools: Option<Vec<Value>>,
+    /// `auto` (default), `none`, `required`, or `{"type": "function", "function": {"name"}}`
+    /// for one named function; `required` and a named function constrain the output to
+    /// a call with a grammar.
+    #[schema(value_type = Option<Object>)]
+    pub(super) tool_choice: Option<Value>,
+    /// Whether several calls may come in one answer (default: what the template supports).
+    pub(super) parallel_tool_calls: Option<bool>,
+    /// Where reasoning goes for this request: `none`, `auto`, `deepseek`,
+    /// `deepseek-legacy` (default: model.reasoning_format).
+    pub(super) reasoning_format: Option<String>,
+    /// OpenAI's `reasoning_effort` (`none` turns thinking off), passed to the template.
+    pub(super) reasoning_effort: Option<String>,
+    /// Extra variables for the template (e.g. `{"enable_thinking": false}`).
+    #[schema(value_type = Option<Object>)]
+    pub(super) chat_template_kwargs: Option<Value>,
 }
 
 /// `POST /v1/chat/completions` body.
@@ -229,6 +278,8 @@ pub struct ChatRequest {
     #[serde(flatten)]
     pub(super) end: super::chat::PromptEnd,
     #[serde(flatten)]
+    pub(super) chat: ChatFields,
+    #[serde(flatten)]
     pub(super) sampling: Sampling,
 }
 
@@ -240,6 +291,8 @@ pub struct ApplyTemplateRequest {
     pub(super) messages: Vec<Message>,
     #[serde(flatten)]
     pub(super) end: super::chat::PromptEnd,
+    #[serde(flatten)]
+    pub(super) chat: ChatFields,
 }
 
 /// `POST /v1/embeddings` body.

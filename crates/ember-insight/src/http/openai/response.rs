@@ -29,6 +29,10 @@ pub struct ModelCard {
     pub(super) owned_by: &'static str,
     /// What insightd knows of it.
     pub(super) meta: ModelMeta,
+    /// Other names requests may give it (model.aliases, llama-server's `--alias a,b`).
+    pub(super) aliases: Vec<String>,
+    /// Labels for clients that choose models (model.tags, llama-server's `--tags`).
+    pub(super) tags: Vec<String>,
 }
 
 /// A model's details.
@@ -138,8 +142,35 @@ pub struct ChatChoice {
 pub struct AssistantMessage {
     /// `assistant`.
     pub(super) role: &'static str,
-    /// Its text.
-    pub(super) content: String,
+    /// Its text (null when it only calls tools).
+    pub(super) content: Option<String>,
+    /// A reasoning model's thinking (model.reasoning_format), when there was any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) reasoning_content: Option<String>,
+    /// The functions it calls, when it calls any (then `finish_reason` is `tool_calls`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) tool_calls: Option<Vec<ToolCall>>,
+}
+
+/// One call of a function the request offered in `tools`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ToolCall {
+    /// Its id, which the `tool` message with its result names.
+    pub(super) id: String,
+    /// `function`.
+    #[serde(rename = "type")]
+    pub(super) kind: &'static str,
+    /// The function and its arguments.
+    pub(super) function: FunctionCall,
+}
+
+/// A function call's name and arguments.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FunctionCall {
+    /// The function's name.
+    pub(super) name: String,
+    /// Its arguments: a JSON object as text.
+    pub(super) arguments: String,
 }
 
 /// `/v1/embeddings`.
@@ -224,8 +255,13 @@ pub(super) fn timings(s: &GenSummary) -> Timings {
         prompt_per_second: per_second(prompt_n, s.prompt_ms),
         predicted_n: s.completion_tokens,
         predicted_ms: s.generation_ms,
-        predicted_per_token_ms: per_token_ms(s.completion_tokens, s.generation_ms),
-        predicted_per_second: per_second(s.completion_tokens, s.generation_ms),
+        // The first token comes from the prompt's last decode: the generation time covers
+        // the steps after it (llama-server's rates).
+        predicted_per_token_ms: per_token_ms(
+            s.completion_tokens.saturating_sub(1),
+            s.generation_ms,
+        ),
+        predicted_per_second: per_second(s.completion_tokens.saturating_sub(1), s.generation_ms),
     }
 }
 

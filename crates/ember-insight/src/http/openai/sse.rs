@@ -45,8 +45,8 @@ enum Next {
 /// Makes the last chunk, with `usage`, from the generation's summary.
 pub(super) type UsageChunk = Box<dyn FnOnce(&GenSummary) -> Value + Send>;
 
-/// Turns generation events into SSE chunks, `make(step)` per piece of text and once at the
-/// end, then the chunk of `usage` when given, then `[DONE]` unless `ending` says otherwise.
+/// Turns generation events into SSE chunks, `make(step)` per piece of text (none when it
+/// returns null) and once at the end, then the chunk of `usage` when given, then `[DONE]` unless `ending` says otherwise.
 /// Dropping the stream (the client went away) drops `rx`, which ends the generation.
 pub(super) fn sse_response(
     rx: mpsc::UnboundedReceiver<GenEvent>,
@@ -84,7 +84,13 @@ pub(super) fn sse_response(
                             logprobs: &logprobs,
                             ids: &ids,
                         };
-                        break (make(step), Next::Events);
+                        let chunk = make(step);
+                        if chunk.is_null() {
+                            // Nothing to send yet (a parser holds the text back); the tokens'
+                            // log-probabilities go with the next chunk.
+                            continue;
+                        }
+                        break (chunk, Next::Events);
                     }
                     GenEvent::Done(s) => {
                         let next = match usage.take() {

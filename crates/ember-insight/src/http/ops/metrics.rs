@@ -28,12 +28,28 @@ pub async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderM
         )
             .into_response()
     } else {
+        // llama-server's header: when the process started (its counters' origin).
+        let started = std::time::SystemTime::now()
+            .checked_sub(state.started.elapsed())
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs());
         (
-            [(
-                header::CONTENT_TYPE,
-                "text/plain; version=0.0.4; charset=utf-8",
-            )],
-            crate::metrics::to_prometheus_text(&text),
+            [
+                (
+                    header::CONTENT_TYPE,
+                    "text/plain; version=0.0.4; charset=utf-8".to_string(),
+                ),
+                (
+                    header::HeaderName::from_static("process-start-time-unix"),
+                    started.to_string(),
+                ),
+            ],
+            crate::metrics::to_prometheus_text(&text)
+                + &if state.config.model.llama_server_metrics {
+                    state.metrics.llama_server_text()
+                } else {
+                    String::new()
+                },
         )
             .into_response()
     }
