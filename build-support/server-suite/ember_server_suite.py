@@ -58,7 +58,16 @@ def _note(method: str, path: str, status, body) -> None:
 
 
 def pytest_configure(config):
-    global _utils
+    global _utils, DROPPED
+    # Under pytest-xdist each worker runs its own servers: a port and a dropped-flags file of
+    # its own (the suite's utils.py reads PORT for every server it makes).
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker:
+        index = int(worker.removeprefix("gw"))
+        os.environ["PORT"] = str(int(os.environ.get("PORT", "8080")) + 1 + index)
+        if DROPPED:
+            DROPPED = f"{DROPPED}-{worker}"
+            os.environ["EMBER_SERVER_SUITE_DROPPED"] = DROPPED
     if not MODEL or not os.path.isfile(MODEL):
         raise pytest.UsageError(f"EMBER_SERVER_SUITE_MODEL is not a file: {MODEL!r}")
     import utils  # the suite's own, from its directory (on PYTHONPATH, as conftest.py sees it)
@@ -183,6 +192,8 @@ def _message(report) -> str:
 
 
 def pytest_runtest_logreport(report):
+    if getattr(report, "node", None) is not None:
+        return  # xdist's controller: the worker that ran the test records it
     _reports.setdefault(report.nodeid, []).append(report)
     if report.when != "teardown":
         return
