@@ -76,6 +76,11 @@ pub fn stage(root: &Path, files: &[Staged]) -> Result<Vec<PathBuf>> {
     for f in files {
         args.extend(["-p", f.package]);
     }
+    // The bindings of every optional part of the shim (the `chat` door to llama.cpp's
+    // `common`): docs.rs documents ember-llama's `chat_template` with them.
+    if files.iter().any(|f| f.package == "ember-llama-sys") {
+        args.extend(["--features", "ember-llama-sys/chat"]);
+    }
     eprintln!("building {} for docs.rs' files", args[3..].join(" "));
     // DOCS_RS would make the build copy the staged files instead of making them.
     let output = Command::new(crate::package::cargo_bin())

@@ -23,7 +23,11 @@ pub fn compile(
     compile_openmp(openmp, emit_links)?;
     let dir = dir();
     let source = dir.join("ember_shim.cpp");
-    for file in [&source, &dir.join("ember_shim.h")] {
+    for file in [
+        &source,
+        &dir.join("ember_shim.h"),
+        &dir.join("ember_guard.hpp"),
+    ] {
         println!("cargo:rerun-if-changed={}", file.display());
     }
     let mut build = cc::Build::new();
@@ -54,7 +58,11 @@ pub fn compile(
 pub fn compile_chat(tree: &Tree) -> Result<Archive, String> {
     let dir = dir();
     let source = dir.join("ember_chat.cpp");
-    for file in [&source, &dir.join("ember_chat.h")] {
+    for file in [
+        &source,
+        &dir.join("ember_chat.h"),
+        &dir.join("ember_guard.hpp"),
+    ] {
         println!("cargo:rerun-if-changed={}", file.display());
     }
     let mut build = cc::Build::new();

@@ -4,6 +4,7 @@
 // common_sampler_init's grammar part), written against common's public API so that a
 // chat request means here what it means there.
 #include "ember_chat.h"
+#include "ember_guard.hpp"
 
 #include <chat.h>
 #include <common.h>
@@ -29,27 +30,7 @@ namespace {
 
 using json = common_json;
 
-void copy_message(const char * what, char * err, size_t err_len) {
-    if (err == nullptr || err_len == 0) {
-        return;
-    }
-    std::strncpy(err, what != nullptr ? what : "unknown C++ exception", err_len - 1);
-    err[err_len - 1] = '\0';
-}
-
-template <typename F> int guarded(char * err, size_t err_len, F && call) {
-    try {
-        call();
-        return EMBER_OK;
-    } catch (const std::bad_alloc &) {
-        copy_message("out of memory (std::bad_alloc)", err, err_len);
-    } catch (const std::exception & e) {
-        copy_message(e.what(), err, err_len);
-    } catch (...) {
-        copy_message(nullptr, err, err_len);
-    }
-    return EMBER_EXCEPTION;
-}
+using ember::guarded;
 
 char * to_c(const std::string & s) {
     char * out = static_cast<char *>(std::malloc(s.size() + 1));

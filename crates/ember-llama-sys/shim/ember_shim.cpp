@@ -4,35 +4,16 @@
 #include "ember_shim.h"
 
 #include <cmath>
-#include <cstring>
 #include <stdexcept>
 #include <vector>
-#include <exception>
-#include <new>
+
+#include "ember_guard.hpp"
 
 namespace {
 
-void copy_message(const char * what, char * err, size_t err_len) {
-    if (err == nullptr || err_len == 0) {
-        return;
-    }
-    std::strncpy(err, what != nullptr ? what : "unknown C++ exception", err_len - 1);
-    err[err_len - 1] = '\0';
-}
-
-// Runs `call`, storing its result in `*out`; EMBER_EXCEPTION with the message if it throws.
+// Runs `call`, storing its result in `*out` (see ember_guard.hpp).
 template <typename T, typename F> int guarded(T * out, char * err, size_t err_len, F && call) {
-    try {
-        *out = call();
-        return EMBER_OK;
-    } catch (const std::bad_alloc &) {
-        copy_message("out of memory (std::bad_alloc)", err, err_len);
-    } catch (const std::exception & e) {
-        copy_message(e.what(), err, err_len);
-    } catch (...) {
-        copy_message(nullptr, err, err_len);
-    }
-    return EMBER_EXCEPTION;
+    return ember::guarded(err, err_len, [&] { *out = call(); });
 }
 
 }  // namespace
