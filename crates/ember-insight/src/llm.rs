@@ -144,12 +144,8 @@ pub struct GenSummary {
 /// The chat template and how chats are rendered with it (llama.cpp's `common` library).
 struct ChatRenderer {
     templates: Mutex<ChatTemplates>,
-    /// Jinja (the template's source) or llama.cpp's built-in renderer (a template's name).
-    use_jinja: bool,
     /// The server's side of a rendering: `use_jinja`, `reasoning_format`, `enable_thinking`.
     options: String,
-    /// `ChatTemplates::info`: source, caps.
-    info: serde_json::Value,
 }
 
 impl ChatRenderer {
@@ -197,9 +193,7 @@ impl ChatRenderer {
         .to_string();
         let renderer = ChatRenderer {
             templates: Mutex::new(templates),
-            use_jinja,
             options,
-            info,
         };
         // Fail at start when the template cannot render a plain chat.
         renderer
@@ -388,16 +382,6 @@ impl Llm {
     /// llama.cpp's message when the request is invalid or the template cannot render it.
     pub fn render_chat(&self, request: &serde_json::Value) -> anyhow::Result<serde_json::Value> {
         self.chat.render(request)
-    }
-
-    /// The chat template's capabilities, as llama-server's `/props` shows them.
-    pub fn chat_template_caps(&self) -> serde_json::Value {
-        self.chat.info.get("caps").cloned().unwrap_or_default()
-    }
-
-    /// Whether chats are rendered with the template's Jinja source.
-    pub fn jinja(&self) -> bool {
-        self.chat.use_jinja
     }
 
     /// Renders chat messages like [`Llm::chat_prompt`] and tokenizes the result so that only the
