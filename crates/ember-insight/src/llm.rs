@@ -206,10 +206,7 @@ impl ChatRenderer {
         let templates = self.templates.lock().unwrap_or_else(|e| e.into_inner());
         let out = templates
             .apply(&request.to_string(), &self.options)
-            .map_err(|e| match e {
-                ember_llama::Error::Exception { message, .. } => anyhow::anyhow!(message),
-                other => anyhow::anyhow!(other),
-            })?;
+            .map_err(|e| anyhow::anyhow!(e.input_message()))?;
         log::trace!("chat rendering: {out}");
         Ok(serde_json::from_str(&out)?)
     }

@@ -26,6 +26,10 @@ struct ember_chat_templates {
     common_chat_templates_ptr ptr;
 };
 
+struct ember_chat_parser {
+    common_chat_parser_params params;
+};
+
 namespace {
 
 using json = common_json;
@@ -406,12 +410,22 @@ int ember_chat_templates_apply(const ember_chat_templates * tmpls, const char * 
     });
 }
 
-int ember_chat_parse(const char * params_json, const char * text, size_t text_len,
-                     bool is_partial, char ** out, char * err, size_t err_len) {
+int ember_chat_parser_init(const char * params_json, ember_chat_parser ** out, char * err,
+                           size_t err_len) {
     return guarded(err, err_len, [&] {
-        auto params = parser_params(parse_object(params_json, "the parser settings"));
-        auto msg    = common_chat_parse(std::string(text, text_len), is_partial, params);
-        *out        = to_c(msg.to_json_oaicompat().dump());
+        *out = new ember_chat_parser{ parser_params(parse_object(params_json, "the parser settings")) };
+    });
+}
+
+void ember_chat_parser_free(ember_chat_parser * parser) {
+    delete parser;
+}
+
+int ember_chat_parser_parse(const ember_chat_parser * parser, const char * text, size_t text_len,
+                            bool is_partial, char ** out, char * err, size_t err_len) {
+    return guarded(err, err_len, [&] {
+        auto msg = common_chat_parse(std::string(text, text_len), is_partial, parser->params);
+        *out     = to_c(msg.to_json_oaicompat().dump());
     });
 }
 

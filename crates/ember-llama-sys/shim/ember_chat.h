@@ -47,12 +47,21 @@ int ember_chat_templates_apply(const struct ember_chat_templates * tmpls,
                                const char * request_json, const char * options_json, char ** out,
                                char * err, size_t err_len);
 
+struct ember_chat_parser;
+
+/* The output parser of the settings `params_json` (chat_format, chat_parser,
+ * generation_prompt, reasoning_format, parse_tool_calls, is_continuation: what
+ * ember_chat_templates_apply returns), read once: a stream parses its text on every chunk. */
+int ember_chat_parser_init(const char * params_json, struct ember_chat_parser ** out, char * err,
+                           size_t err_len);
+
+void ember_chat_parser_free(struct ember_chat_parser * parser);
+
 /* Parses generated `text` into an OpenAI assistant message (content, reasoning_content,
- * tool_calls) with the parser settings `params_json` (chat_format, chat_parser,
- * generation_prompt, reasoning_format, parse_tool_calls, is_continuation). With `is_partial`
- * the text may stop anywhere (streaming). */
-int ember_chat_parse(const char * params_json, const char * text, size_t text_len,
-                     bool is_partial, char ** out, char * err, size_t err_len);
+ * tool_calls). With `is_partial` the text may stop anywhere (streaming). */
+int ember_chat_parser_parse(const struct ember_chat_parser * parser, const char * text,
+                            size_t text_len, bool is_partial, char ** out, char * err,
+                            size_t err_len);
 
 /* The grammar sampler llama-server's sampling builds for `params_json` (grammar,
  * grammar_lazy, grammar_triggers, preserved_tokens): a lazy grammar with its trigger patterns

@@ -9,8 +9,8 @@
 //!   response_format, reasoning settings) → the prompt and its generation settings
 //!   (grammar, lazy-grammar triggers, extra stops, the output parser), as JSON in llama-server's
 //!   field names;
-//! - [`parse_output`]: generated text → an OpenAI assistant message (content,
-//!   `reasoning_content`, `tool_calls`), per model family;
+//! - [`ChatParser`] (or [`parse_output`] for one text): generated text → an OpenAI
+//!   assistant message (content, `reasoning_content`, `tool_calls`), per model family;
 //! - [`SamplerBuilder::chat_grammar`](crate::SamplerBuilder::chat_grammar): the tool-call or
 //!   output grammar of those settings, lazy where the template asks for it;
 //! - [`json_schema_to_grammar`]: JSON Schema → GBNF, llama.cpp's converter.
@@ -128,33 +128,82 @@ impl Drop for ChatTemplates {
     }
 }
 
-/// Parses generated `text` with the parser settings of [`ChatTemplates::apply`]'s result
-/// (`settings`: its JSON, or any object with `chat_format`, `chat_parser`,
-/// `generation_prompt`, `reasoning_format`, `parse_tool_calls`, `is_continuation`) into an
-/// OpenAI assistant message: `{"role": "assistant", "content", "reasoning_content",
-/// "tool_calls"}`. With `partial`, `text` may stop anywhere (a stream so far).
+/// The output parser of one rendering: reads generated text into an OpenAI assistant
+/// message. The settings are read once, so a stream parses its growing text on each chunk
+/// without reading them again. `Send`; parsing takes `&self`.
+#[derive(Debug)]
+pub struct ChatParser {
+    raw: NonNull<sys::ember_chat_parser>,
+}
+
+// SAFETY: the parser's settings are built once and only read by `common_chat_parse`, which
+// keeps its state per call; nothing in them is tied to the creating thread.
+unsafe impl Send for ChatParser {}
+
+impl ChatParser {
+    /// The parser of [`ChatTemplates::apply`]'s result (`settings`: its JSON, or any object
+    /// with `chat_format`, `chat_parser`, `generation_prompt`, `reasoning_format`,
+    /// `parse_tool_calls`, `is_continuation`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Exception`](crate::Error::Exception) when the settings are not a JSON object
+    /// or their `chat_parser` does not load.
+    pub fn new(settings: &str) -> Result<Self> {
+        let settings = c_string("chat parser settings", settings)?;
+        let mut raw = std::ptr::null_mut();
+        crate::barrier::guarded("ember_chat_parser_init", |err, len| {
+            // SAFETY: NUL-terminated settings; `raw` receives a new object we own (freed in
+            // Drop).
+            unsafe { sys::ember_chat_parser_init(settings.as_ptr(), &mut raw, err, len) }
+        })?;
+        let raw = NonNull::new(raw).ok_or_else(|| crate::Error::Exception {
+            call: "ember_chat_parser_init",
+            message: "no parser returned".into(),
+        })?;
+        Ok(ChatParser { raw })
+    }
+
+    /// Generated `text` as an OpenAI assistant message: `{"role": "assistant", "content",
+    /// "reasoning_content", "tool_calls"}`. With `partial`, `text` may stop anywhere (a
+    /// stream so far).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Exception`](crate::Error::Exception) when a complete text does not parse.
+    pub fn parse(&self, text: &str, partial: bool) -> Result<String> {
+        take_string("common_chat_parse", |out, err, len| {
+            // SAFETY: the parser is alive; `text` is passed with its length (it may hold NUL
+            // bytes); `out` receives a malloc'd string.
+            unsafe {
+                sys::ember_chat_parser_parse(
+                    self.raw.as_ptr(),
+                    text.as_ptr().cast(),
+                    text.len(),
+                    partial,
+                    out,
+                    err,
+                    len,
+                )
+            }
+        })
+    }
+}
+
+impl Drop for ChatParser {
+    fn drop(&mut self) {
+        // SAFETY: `raw` came from ember_chat_parser_init and is freed once.
+        unsafe { sys::ember_chat_parser_free(self.raw.as_ptr()) }
+    }
+}
+
+/// [`ChatParser::new`] then [`ChatParser::parse`], for one text.
 ///
 /// # Errors
 ///
-/// [`Error::Exception`](crate::Error::Exception) when the settings are not valid JSON or a
-/// complete text does not parse.
+/// As those two.
 pub fn parse_output(settings: &str, text: &str, partial: bool) -> Result<String> {
-    let settings = c_string("chat parser settings", settings)?;
-    take_string("common_chat_parse", |out, err, len| {
-        // SAFETY: `text` is passed with its length (it may hold NUL bytes); the settings are
-        // NUL-terminated; `out` receives a malloc'd string.
-        unsafe {
-            sys::ember_chat_parse(
-                settings.as_ptr(),
-                text.as_ptr().cast(),
-                text.len(),
-                partial,
-                out,
-                err,
-                len,
-            )
-        }
-    })
+    ChatParser::new(settings)?.parse(text, partial)
 }
 
 /// JSON Schema (`schema`, JSON text) → a GBNF grammar whose root rule accepts exactly the

@@ -182,6 +182,17 @@ pub enum Error {
         /// The exception's message.
         message: String,
     },
+    /// A sequence's KV state could not be written to or read from `path` (llama.cpp's session
+    /// file format; it reports no more than that the call failed).
+    #[error("cannot {action} the sequence state file {path}: {reason}")]
+    SequenceState {
+        /// `"write"` or `"read"`.
+        action: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// What went wrong, as far as known.
+        reason: String,
+    },
     /// A sampler chain is not usable (for example, it selects no token).
     #[error("invalid sampler chain: {0}")]
     InvalidSampler(String),
@@ -213,6 +224,18 @@ pub enum Error {
         /// The sequence.
         seq: i32,
     },
+}
+
+impl Error {
+    /// The message for whoever sent the input that failed: llama.cpp's own for
+    /// [`Error::Exception`] (it names what in a template, schema or grammar it refused; the
+    /// call's name means nothing to them), this error's text otherwise.
+    pub fn input_message(&self) -> String {
+        match self {
+            Error::Exception { message, .. } => message.clone(),
+            other => other.to_string(),
+        }
+    }
 }
 
 /// `Result` with this crate's [`Error`].

@@ -74,7 +74,7 @@ pub mod token;
 
 pub use backend::system_info;
 pub use batch::Batch;
-pub use batched::{BatchEvent, BatchGenerator, SequenceId, StepStats};
+pub use batched::{BatchEvent, BatchGenerator, SequenceId, SlotFile, SlotState, StepStats};
 pub use chat::{apply_chat_template, builtin_templates, ChatMessage};
 pub use context::{
     CancelHandle, Context, ContextParams, FlashAttention, KvCacheType, PerfCounters, Pooling,

@@ -432,6 +432,80 @@ fn a_shared_prompt_prefix_is_reused_and_changes_nothing() {
 }
 
 #[test]
+fn a_saved_slot_restored_in_another_engine_is_reused_and_changes_nothing() {
+    let Some(model) = common::model_without_repacking() else {
+        return;
+    };
+    let prefix = long_prefix();
+    let first = tokens(
+        &model,
+        &format!("{prefix}Question: which process ran longest?\nAnswer:"),
+    );
+    let second = tokens(
+        &model,
+        &format!("{prefix}Question: how many exited with status 2?\nAnswer:"),
+    );
+    let reference = run_alone(&model, second.clone(), 24, 4096);
+    let dir = std::env::temp_dir().join(format!("ember-llama-slots-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("slot.bin");
+
+    let mut out = HashMap::new();
+    let mut saver = engine(&model, 4096, 2);
+    let a = submit(&mut saver, &model, first.clone(), 8);
+    let running = saver
+        .slots()
+        .iter()
+        .position(|s| s.running == Some(a))
+        .unwrap();
+    let busy = saver.save_slot(running, &file).unwrap_err();
+    assert!(busy.to_string().contains("running a generation"), "{busy}");
+    run(&mut saver, &mut out);
+    let slot = saver
+        .slots()
+        .iter()
+        .position(|s| s.cached_tokens > 0)
+        .expect("the finished prompt stays cached");
+    let saved = saver.save_slot(slot, &file).unwrap();
+    assert!(saved.tokens >= first.len(), "{saved:?}");
+    assert!(saved.bytes > 0 && std::fs::metadata(&file).unwrap().len() as usize >= saved.bytes);
+    assert_eq!(saver.erase_slot(slot).unwrap(), saved.tokens);
+    assert!(saver.slots().iter().all(|s| s.cached_tokens == 0));
+    assert!(out[&a].finish.is_some());
+
+    // Another engine (another context of the model): the restored cache serves the next
+    // prompt's shared prefix, and the output is the one without any cache.
+    let mut restorer = engine(&model, 4096, 2);
+    let restored = restorer.restore_slot(1, &file).unwrap();
+    assert_eq!(restored.tokens, saved.tokens);
+    assert_eq!(restorer.slots()[1].cached_tokens, saved.tokens);
+    // (Sequence ids are per engine: a map of its own.)
+    let mut out = HashMap::new();
+    let b = submit(&mut restorer, &model, second.clone(), 24);
+    run(&mut restorer, &mut out);
+    assert!(
+        out[&b].stats.cached_prompt_tokens >= 290,
+        "{:?}",
+        out[&b].stats
+    );
+    assert_eq!(
+        out[&b].tokens, reference.tokens,
+        "the restored cache changed the output"
+    );
+
+    // What cannot be restored leaves the slot empty, with the file named.
+    std::fs::write(&file, b"not a state file").unwrap();
+    let bad = restorer.restore_slot(0, &file).unwrap_err();
+    assert!(matches!(bad, Error::SequenceState { .. }), "{bad}");
+    assert!(bad.to_string().contains("slot.bin"), "{bad}");
+    assert_eq!(restorer.slots()[0].cached_tokens, 0);
+    let missing = restorer.restore_slot(0, &dir.join("none.bin")).unwrap_err();
+    assert!(missing.to_string().contains("no such file"), "{missing}");
+    assert!(restorer.erase_slot(9).is_err());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn logprobs_come_with_each_piece_as_a_plain_generation_reports_them() {
     let Some(model) = common::model() else { return };
     let prompt = tokens(&model, "The capital of France is");

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use ember_llama::chat_template::{json_schema_to_grammar, parse_output, ChatTemplates};
+use ember_llama::chat_template::{json_schema_to_grammar, parse_output, ChatParser, ChatTemplates};
 use ember_llama::{Context, ContextParams, GenerateOptions, Model, SamplerBuilder};
 use serde_json::{json, Value};
 
@@ -116,6 +116,32 @@ fn reasoning_is_split_from_the_content() {
         "{message}"
     );
     assert_eq!(message["content"], "Hello!", "{message}");
+
+    // One parser for a whole stream: each prefix parses as a partial message that the
+    // next one extends, and the last one is the one-shot parse.
+    let parser = ChatParser::new(&settings.to_string()).unwrap();
+    let mut reasoning_seen = String::new();
+    for end in (0..=text.len()).filter(|&i| text.is_char_boundary(i)) {
+        let partial: Value =
+            serde_json::from_str(&parser.parse(&text[..end], end < text.len()).unwrap()).unwrap();
+        let reasoning = partial["reasoning_content"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        assert!(
+            reasoning.starts_with(&reasoning_seen),
+            "reasoning went back at {end}: {reasoning:?} after {reasoning_seen:?}"
+        );
+        assert!(
+            partial["content"].as_str().unwrap_or("").len() <= "Hello!".len(),
+            "{partial}"
+        );
+        reasoning_seen = reasoning;
+        if end == text.len() {
+            assert_eq!(partial, message);
+        }
+    }
+    assert!(ChatParser::new("not json").is_err());
 }
 
 #[test]

@@ -37,6 +37,9 @@
 //! reuse is exact under the same conditions (tested).
 
 mod prefix;
+mod slots;
+
+pub use slots::{SlotFile, SlotState};
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

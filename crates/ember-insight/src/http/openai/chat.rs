@@ -2,6 +2,7 @@
 //! llama-server), and the assistant's answer read back from the generated text: content,
 //! `reasoning_content` and `tool_calls`, whole or as stream deltas.
 
+use ember_llama::chat_template::ChatParser;
 use serde_json::{json, Map, Value};
 
 use super::request::{ChatFields, Message};
@@ -59,8 +60,24 @@ impl Rendered {
         let tools = self.settings["parse_tool_calls"].as_bool().unwrap_or(false);
         let structured = self.settings["chat_format"].as_i64().unwrap_or(0) != 0;
         (tools || structured).then(|| {
+            // The parser's own fields only (not the prompt), read once for the whole answer.
+            let settings: Map<String, Value> = [
+                "chat_format",
+                "chat_parser",
+                "generation_prompt",
+                "reasoning_format",
+                "parse_tool_calls",
+                "is_continuation",
+                "reasoning_in_content",
+            ]
+            .into_iter()
+            .filter_map(|key| Some((key.to_string(), self.settings.get(key)?.clone())))
+            .collect();
+            let parser = ChatParser::new(&Value::Object(settings).to_string())
+                .map_err(|e| log::warn!("the chat output parser did not load ({e}): the answer is read as plain text"))
+                .ok();
             let mut reader = AnswerReader {
-                settings: self.settings.to_string(),
+                parser,
                 text: String::new(),
                 last: Answer::default(),
                 base: Answer::default(),
@@ -135,7 +152,8 @@ pub(super) struct Answer {
 
 /// Reads a generation's text into an [`Answer`], as the text grows (a stream) or once.
 pub(super) struct AnswerReader {
-    settings: String,
+    /// `None`: the settings' parser did not load, and the text is the content.
+    parser: Option<ChatParser>,
     text: String,
     last: Answer,
     /// What the parser makes of no text (a continued message's prefill): not part of the
@@ -218,8 +236,10 @@ impl AnswerReader {
 
     /// llama.cpp's parser over the text so far; a text it cannot read is content.
     fn parse(&self, partial: bool) -> Answer {
-        let message = ember_llama::chat_template::parse_output(&self.settings, &self.text, partial)
-            .ok()
+        let message = self
+            .parser
+            .as_ref()
+            .and_then(|parser| parser.parse(&self.text, partial).ok())
             .and_then(|m| serde_json::from_str::<Value>(&m).ok());
         let Some(message) = message else {
             return Answer {

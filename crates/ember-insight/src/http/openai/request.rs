@@ -163,10 +163,8 @@ impl ResponseFormat {
 /// The GBNF grammar of a JSON Schema, made by llama.cpp's `json-schema-to-grammar` (as
 /// llama-server's); its message names what the schema asks that it cannot express.
 pub(super) fn schema_grammar(schema: &Value) -> Result<String, String> {
-    ember_llama::chat_template::json_schema_to_grammar(&schema.to_string()).map_err(|e| match e {
-        ember_llama::Error::Exception { message, .. } => message,
-        other => other.to_string(),
-    })
+    ember_llama::chat_template::json_schema_to_grammar(&schema.to_string())
+        .map_err(|e| e.input_message())
 }
 
 /// `POST /v1/completions` body.
