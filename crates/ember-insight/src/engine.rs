@@ -11,14 +11,15 @@
 //! step.
 
 use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
 use std::sync::{mpsc as std_mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use ember_llama::{
     BatchEvent, BatchGenerator, CancelHandle, FinishReason, GenerateOptions, Model, SamplerBuilder,
-    SequenceId,
+    SequenceId, SlotFile, SlotState,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::config::ModelPriority;
 use crate::llm::{GenEvent, GenRequest, GenSummary, TokenLogprobs, TokenText};
@@ -57,9 +58,71 @@ struct Active {
     token_ids: bool,
 }
 
+/// A `/slots` action (llama-server's), run on the engine thread between steps. One on a slot
+/// that a generation holds waits until it ends, as llama-server defers it.
+#[derive(Debug, Clone)]
+pub enum SlotAction {
+    /// Each slot's state.
+    List,
+    /// Write the slot's cache to the file.
+    Save {
+        /// The slot (sequence) index.
+        slot: usize,
+        /// The file to write.
+        path: PathBuf,
+    },
+    /// Replace the slot's cache with the file's.
+    Restore {
+        /// The slot (sequence) index.
+        slot: usize,
+        /// The file to read.
+        path: PathBuf,
+    },
+    /// Empty the slot's cache.
+    Erase {
+        /// The slot (sequence) index.
+        slot: usize,
+    },
+}
+
+/// What a [`SlotAction`] did.
+#[derive(Debug)]
+pub enum SlotReply {
+    /// Every slot of the engine, API and background.
+    List(Vec<SlotState>),
+    /// Saved, in this time.
+    Saved(SlotFile, Duration),
+    /// Restored, in this time.
+    Restored(SlotFile, Duration),
+    /// Erased this many tokens.
+    Erased(usize),
+}
+
+impl SlotAction {
+    fn slot(&self) -> Option<usize> {
+        match self {
+            SlotAction::List => None,
+            SlotAction::Save { slot, .. }
+            | SlotAction::Restore { slot, .. }
+            | SlotAction::Erase { slot } => Some(*slot),
+        }
+    }
+}
+
+struct SlotJob {
+    action: SlotAction,
+    reply: oneshot::Sender<ember_llama::Result<SlotReply>>,
+}
+
+/// What the engine thread receives.
+enum Msg {
+    Generate(Box<Job>),
+    Slot(SlotJob),
+}
+
 /// The handle the rest of the daemon submits to; the thread stops when it is dropped.
 pub struct Engine {
-    jobs: std_mpsc::Sender<Job>,
+    jobs: std_mpsc::Sender<Msg>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -112,12 +175,22 @@ impl Engine {
             events,
             cancel: cancel.clone(),
         };
-        if let Err(std_mpsc::SendError(job)) = self.jobs.send(job) {
+        if let Err(std_mpsc::SendError(Msg::Generate(job))) =
+            self.jobs.send(Msg::Generate(Box::new(job)))
+        {
             let _ = job
                 .events
                 .send(GenEvent::Failed("the generation engine has stopped".into()));
         }
         (rx, cancel)
+    }
+
+    /// Runs `action` on the engine thread (after the generation holding its slot, if one
+    /// does); `None` when the engine has stopped.
+    pub async fn slot(&self, action: SlotAction) -> Option<ember_llama::Result<SlotReply>> {
+        let (reply, rx) = oneshot::channel();
+        self.jobs.send(Msg::Slot(SlotJob { action, reply })).ok()?;
+        rx.await.ok()
     }
 }
 
@@ -127,6 +200,8 @@ struct Runner {
     api_sequences: usize,
     metrics: EngineMetrics,
     waiting: VecDeque<Job>,
+    /// `/slots` actions waiting for their slot's generation to end.
+    slot_jobs: Vec<SlotJob>,
     active: HashMap<SequenceId, Active>,
     /// Tokens sampled in the current rate window, and when it began.
     window: (u64, Instant),
@@ -140,21 +215,27 @@ impl Runner {
             api_sequences,
             metrics,
             waiting: VecDeque::new(),
+            slot_jobs: Vec::new(),
             active: HashMap::new(),
             window: (0, Instant::now()),
         }
     }
 
-    fn run(mut self, jobs: &std_mpsc::Receiver<Job>) {
+    fn run(mut self, jobs: &std_mpsc::Receiver<Msg>) {
         loop {
             if self.active.is_empty() && self.waiting.is_empty() {
                 self.metrics.tokens_per_second.set(0.0);
                 match jobs.recv() {
-                    Ok(job) => self.waiting.push_back(job),
+                    Ok(msg) => self.take(msg),
                     Err(_) => return,
                 }
             }
-            self.waiting.extend(jobs.try_iter());
+            for msg in jobs.try_iter() {
+                self.take(msg);
+            }
+            // Before admitting: a slot freed by the last step serves its action before a new
+            // generation can take it.
+            self.run_slot_jobs();
             self.admit();
             for (id, a) in &mut self.active {
                 if (a.events.is_closed() || a.cancel.is_cancelled()) && !a.client_gone {
@@ -179,6 +260,46 @@ impl Runner {
             for event in events {
                 self.dispatch(event);
             }
+        }
+    }
+
+    fn take(&mut self, msg: Msg) {
+        match msg {
+            Msg::Generate(job) => self.waiting.push_back(*job),
+            Msg::Slot(job) => self.slot_jobs.push(job),
+        }
+    }
+
+    /// Runs the `/slots` actions whose slot is free; the others wait.
+    fn run_slot_jobs(&mut self) {
+        let states = self.generator.slots();
+        let (ready, busy): (Vec<SlotJob>, Vec<SlotJob>) = std::mem::take(&mut self.slot_jobs)
+            .into_iter()
+            .filter(|job| !job.reply.is_closed())
+            .partition(|job| {
+                job.action
+                    .slot()
+                    .and_then(|slot| states.get(slot))
+                    .is_none_or(|state| state.running.is_none())
+            });
+        self.slot_jobs = busy;
+        for job in ready {
+            let start = Instant::now();
+            let result = match job.action {
+                SlotAction::List => Ok(SlotReply::List(self.generator.slots())),
+                SlotAction::Save { slot, path } => self
+                    .generator
+                    .save_slot(slot, &path)
+                    .map(|f| SlotReply::Saved(f, start.elapsed())),
+                SlotAction::Restore { slot, path } => self
+                    .generator
+                    .restore_slot(slot, &path)
+                    .map(|f| SlotReply::Restored(f, start.elapsed())),
+                SlotAction::Erase { slot } => {
+                    self.generator.erase_slot(slot).map(SlotReply::Erased)
+                }
+            };
+            let _ = job.reply.send(result);
         }
     }
 

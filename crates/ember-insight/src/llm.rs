@@ -14,7 +14,7 @@ use ember_llama::{BatchGenerator, ChatMessage, Context, ContextParams, Model, Mo
 use tokio::sync::mpsc;
 
 use crate::config::ModelConfig;
-use crate::engine::{Engine, Priority};
+use crate::engine::{Engine, Priority, SlotAction, SlotReply};
 use crate::metrics::EngineMetrics;
 
 /// Sampling and limits of one generation.
@@ -250,6 +250,14 @@ impl Llm {
         let model = Model::load(path, &ModelParams::default())
             .with_context(|| format!("cannot load model {}", path.display()))?;
         let model = Arc::new(model);
+        if let Some(dir) = &config.slot_save_path {
+            std::fs::create_dir_all(dir).with_context(|| {
+                format!(
+                    "cannot make model.slot_save_path {} (the folder of saved slot caches)",
+                    dir.display()
+                )
+            })?;
+        }
         let (template, chat) = ChatRenderer::new(&model, config)?;
         let name = config.name.clone().unwrap_or_else(|| {
             path.file_stem()
@@ -429,6 +437,18 @@ impl Llm {
         priority: Priority,
     ) -> (mpsc::UnboundedReceiver<GenEvent>, ember_llama::CancelHandle) {
         self.engine.submit(req, priority)
+    }
+
+    /// Runs a `/slots` action on the engine thread (after the generation holding its slot).
+    ///
+    /// # Errors
+    ///
+    /// The engine has stopped (the outer error); the action failed (the inner one).
+    pub async fn slot(&self, action: SlotAction) -> anyhow::Result<ember_llama::Result<SlotReply>> {
+        self.engine
+            .slot(action)
+            .await
+            .context("the generation engine has stopped")
     }
 
     /// Runs one generation to its end on the calling (blocking, non-async) thread and

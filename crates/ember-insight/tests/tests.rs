@@ -19,5 +19,6 @@ mod neighbour;
 mod ops;
 mod probes;
 mod sampling;
+mod slots;
 mod storm;
 mod structured;

@@ -151,6 +151,10 @@ pub struct ModelConfig {
     /// Serve `GET /slots` (llama-server's `--slots`): one entry per sequence the engine runs
     /// at once; off (501), as llama-server's default.
     pub slots: bool,
+    /// The folder `POST /slots/{id}?action=save|restore` writes and reads a slot's cache in
+    /// (llama-server's `--slot-save-path`), made at start when missing; unset: those
+    /// actions (and erase) answer 501, as llama-server without it.
+    pub slot_save_path: Option<PathBuf>,
 }
 
 impl Default for ModelConfig {
@@ -178,6 +182,7 @@ impl Default for ModelConfig {
             temperature: 0.8,
             seed: None,
             slots: false,
+            slot_save_path: None,
         }
     }
 }

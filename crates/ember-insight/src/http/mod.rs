@@ -52,6 +52,7 @@ pub fn app(state: AppState) -> Router {
         .route("/models", get(openai::models))
         .route("/props", get(openai::props))
         .route("/slots", get(openai::slots))
+        .route("/slots/{id_slot}", post(openai::slot_action))
         .route("/apply-template", post(openai::apply_template))
         .route("/chat/completions/input_tokens", post(openai::input_tokens))
         .route(

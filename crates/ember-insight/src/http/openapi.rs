@@ -46,6 +46,7 @@ use super::{openai, ops, ui, AppState};
         openai::detokenize,
         openai::props,
         openai::slots,
+        openai::slot_action,
         openai::native_embeddings,
         openai::apply_template,
         openai::input_tokens,

@@ -19,7 +19,8 @@ pub(super) struct Placement {
 }
 
 /// Picks a free slot for `prompt`: the free one whose own cache shares the longest prefix
-/// (ties: the one used longest ago, so recent caches stay for their followers), and, when
+/// (ties: the one used longest ago, so recent caches stay for their followers; then the
+/// lowest index, so that a lone generation runs in slot 0, as llama-server's), and, when
 /// `can_copy` and another slot (busy or free) shares a longer prefix, that slot as the
 /// source. At most `prompt.len() - 1` tokens are reused: the last prompt token is always
 /// decoded, for its logits. `None` when no slot is free.
@@ -35,7 +36,7 @@ pub(super) fn place(
         .enumerate()
         .filter(|(_, (_, free, _))| *free)
         .map(|(i, (cache, _, used))| (i, shared(cache), *used))
-        .max_by(|a, b| a.1.cmp(&b.1).then(b.2.cmp(&a.2)))
+        .max_by(|a, b| a.1.cmp(&b.1).then(b.2.cmp(&a.2)).then(b.0.cmp(&a.0)))
         .map(|(i, n, _)| (i, n))?;
     let mut best = Placement {
         slot,
@@ -119,5 +120,9 @@ mod tests {
         let p = t(&[5, 6]);
         let got = place(&p, &[(&e, true, 8), (&e, true, 3), (&e, true, 6)], false).unwrap();
         assert_eq!(got.slot, 1);
+        let fresh = place(&p, &[(&e, true, 0), (&e, true, 0), (&e, true, 0)], false).unwrap();
+        assert_eq!(fresh.slot, 0);
+        let busy_first = place(&p, &[(&e, false, 0), (&e, true, 0), (&e, true, 0)], false).unwrap();
+        assert_eq!(busy_first.slot, 1);
     }
 }

@@ -46,7 +46,10 @@ use generation::{
     collect_all, gen_request, spawn_choices, summary_of, take_slot, Delivery, PromptInput, NEXT_ID,
 };
 pub use native::{__path_completion, completion, NativeCompletionRequest};
-pub use props::{__path_props, __path_slots, props, slots, Slot};
+pub use props::{
+    __path_props, __path_slot_action, __path_slots, props, slot_action, slots, Slot,
+    SlotActionQuery, SlotFileRequest,
+};
 use response::{chat_logprobs, completion_logprobs, timings, usage};
 use sse::{sse_response, Ending, Step, UsageChunk};
 use tokens::ModelOnlyErrors;
