@@ -8,13 +8,19 @@ use serde_json::{json, Value};
 
 use crate::common::{self, Daemon};
 
-fn start(folder: &std::path::Path) -> Option<Daemon> {
+/// A daemon with two API slots, and slot actions in `folder` when given.
+fn start(folder: Option<&std::path::Path>) -> Option<Daemon> {
     let model = common::model()?;
-    let config = format!(
-        "{}[model]\nslots = true\nmax_concurrent = 2\nslot_save_path = {:?}\n",
-        common::NO_INSIGHTS,
-        folder.to_str().unwrap()
+    let mut config = format!(
+        "{}[model]\nslots = true\nmax_concurrent = 2\n",
+        common::NO_INSIGHTS
     );
+    if let Some(folder) = folder {
+        config.push_str(&format!(
+            "slot_save_path = {:?}\n",
+            folder.to_str().unwrap()
+        ));
+    }
     let args = [
         "--model",
         model.to_str().unwrap(),
@@ -54,7 +60,7 @@ fn completion() -> Value {
 #[tokio::test]
 async fn a_saved_slot_restored_after_a_restart_serves_the_same_prompt() {
     let folder = tempfile::tempdir().unwrap();
-    let Some(d) = start(folder.path()) else {
+    let Some(d) = start(Some(folder.path())) else {
         return;
     };
     d.wait_ready(Duration::from_secs(120)).await;
@@ -103,36 +109,37 @@ async fn a_saved_slot_restored_after_a_restart_serves_the_same_prompt() {
     for (path, body, want) in [
         (
             "/slots/0?action=fly",
-            json!({"filename": "x"}),
+            r#"{"filename": "x"}"#,
             "Invalid action",
         ),
         (
             "/slots/2?action=save",
-            json!({"filename": "x"}),
+            r#"{"filename": "x"}"#,
             "Invalid slot ID",
         ),
         (
             "/slots/x?action=save",
-            json!({"filename": "x"}),
+            r#"{"filename": "x"}"#,
             "Invalid slot ID",
         ),
         (
             "/slots/0?action=save",
-            json!({"filename": "../x"}),
+            r#"{"filename": "../x"}"#,
             "Invalid filename",
         ),
         (
             "/slots/0?action=restore",
-            json!({"filename": ".hidden"}),
+            r#"{"filename": ".hidden"}"#,
             "Invalid filename",
         ),
         (
             "/slots/0?action=restore",
-            json!({"filename": "none.bin"}),
+            r#"{"filename": "none.bin"}"#,
             "Unable to restore",
         ),
-        ("/slots/0?action=save", json!({"name": "x"}), "filename"),
+        ("/slots/0?action=save", r#"{"name": "x"}"#, "filename"),
     ] {
+        let body: Value = serde_json::from_str(body).unwrap();
         let (status, got) = post(&d, path, Some(&body)).await;
         assert_eq!(status, 400, "{path} {body}: {got}");
         let message = got["error"]["message"].as_str().unwrap();
@@ -146,7 +153,7 @@ async fn a_saved_slot_restored_after_a_restart_serves_the_same_prompt() {
     d.stop();
 
     // A new daemon: the restored cache serves the prompt, and the answer is the same.
-    let d = start(folder.path()).unwrap();
+    let d = start(Some(folder.path())).unwrap();
     d.wait_ready(Duration::from_secs(120)).await;
     let (status, body) = post(
         &d,
@@ -175,18 +182,9 @@ async fn a_saved_slot_restored_after_a_restart_serves_the_same_prompt() {
 
 #[tokio::test]
 async fn slot_actions_are_off_without_a_folder() {
-    let Some(model) = common::model() else {
+    let Some(d) = start(None) else {
         return;
     };
-    let args = [
-        "--model",
-        model.to_str().unwrap(),
-        "--probe-mode",
-        "procfs",
-        "--ctx-size",
-        "512",
-    ];
-    let d = Daemon::start(&args, Some(common::NO_INSIGHTS));
     d.wait_ready(Duration::from_secs(120)).await;
     let (status, body) = post(&d, "/slots/0?action=erase", None).await;
     assert_eq!(status, 501, "{body}");

@@ -369,20 +369,22 @@ fn long_prefix() -> String {
     s
 }
 
+/// Two prompts that share [`long_prefix`] and differ in their question.
+fn two_questions(model: &Model) -> (Vec<Token>, Vec<Token>) {
+    let prefix = long_prefix();
+    let question = |q: &str| tokens(model, &format!("{prefix}Question: {q}\nAnswer:"));
+    (
+        question("which process ran longest?"),
+        question("how many exited with status 2?"),
+    )
+}
+
 #[test]
 fn a_shared_prompt_prefix_is_reused_and_changes_nothing() {
     let Some(model) = common::model_without_repacking() else {
         return;
     };
-    let prefix = long_prefix();
-    let first = tokens(
-        &model,
-        &format!("{prefix}Question: which process ran longest?\nAnswer:"),
-    );
-    let second = tokens(
-        &model,
-        &format!("{prefix}Question: how many exited with status 2?\nAnswer:"),
-    );
+    let (first, second) = two_questions(&model);
     let shared = first
         .iter()
         .zip(&second)
@@ -436,15 +438,7 @@ fn a_saved_slot_restored_in_another_engine_is_reused_and_changes_nothing() {
     let Some(model) = common::model_without_repacking() else {
         return;
     };
-    let prefix = long_prefix();
-    let first = tokens(
-        &model,
-        &format!("{prefix}Question: which process ran longest?\nAnswer:"),
-    );
-    let second = tokens(
-        &model,
-        &format!("{prefix}Question: how many exited with status 2?\nAnswer:"),
-    );
+    let (first, second) = two_questions(&model);
     let reference = run_alone(&model, second.clone(), 24, 4096);
     let dir = std::env::temp_dir().join(format!("ember-llama-slots-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
