@@ -10,8 +10,10 @@
 //! sampler chains `sample_greedy` and `sample_chain` (penalties, top-k, top-p, min-p,
 //! temperature, dist) on fixed logits; `constrained/sample_free`, `sample_json_schema` and
 //! `sample_json_object`: the per-token cost of sampling inside generations, free and under
-//! the grammar of a JSON Schema (llama.cpp's json-schema-to-grammar). Throughputs are in tokens (texts for `embed16`), so the
-//! report shows tokens/s.
+//! the grammar of a JSON Schema (llama.cpp's json-schema-to-grammar); `chat_parse/*`: a
+//! streamed tool call read chunk by chunk, the parser settings read at each chunk or once.
+//! Throughputs are in tokens (texts for `embed16`, chunks for `chat_parse`), so the report
+//! shows tokens/s.
 //!
 //! Environment: EMBER_TEST_MODEL (the GGUF; without it this prints how to run and exits 0),
 //! EMBER_BENCH_THREADS (default: all CPUs), EMBER_BENCH_GPU_LAYERS (default: 0 on cpu, all
@@ -214,6 +216,58 @@ fn benches(c: &mut Criterion) {
     group.finish();
 
     constrained(c, &model, &params, backend);
+    chat_parse(c, &model, backend);
+}
+
+/// Reading a streamed answer (issue 34): the text so far parsed at each chunk (a tool call
+/// behind reasoning, Qwen3's template, a 1300-token system prompt), with the settings read
+/// at each chunk (`parse_output` over the whole rendering, as insightd did) or once
+/// (`ChatParser`, as it does now). Throughput in chunks.
+fn chat_parse(c: &mut Criterion, model: &Arc<Model>, backend: &str) {
+    use ember::llama::chat_template::{parse_output, ChatParser, ChatTemplates};
+    let id = |name: &str| BenchmarkId::new(backend, name);
+    let template = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/vendor/llama.cpp/models/templates/Qwen-Qwen3-0.6B.jinja"
+    ))
+    .expect("Qwen3's template in the pinned tree (build-support/fetch-llama-cpp)");
+    let templates = ChatTemplates::new(model, Some(&template)).expect("templates");
+    let request = serde_json::json!({
+        "messages": [
+            {"role": "system", "content": "You watch a fleet of Linux nodes. ".repeat(200)},
+            {"role": "user", "content": "What is the weather in Paris?"}
+        ],
+        "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {
+            "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
+    });
+    let settings = templates
+        .apply(&request.to_string(), r#"{"use_jinja": true}"#)
+        .expect("render");
+    let text = "<think>\nThe user asks for the weather: I call the tool.\n</think>\n\n\
+        <tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>";
+    let ends: Vec<usize> = (1..=text.len())
+        .filter(|&i| text.is_char_boundary(i))
+        .collect();
+    let mut group = c.benchmark_group("chat_parse");
+    group
+        .throughput(Throughput::Elements(ends.len() as u64))
+        .sample_size(10);
+    group.bench_function(id("stream_settings_each_chunk"), |b| {
+        b.iter(|| {
+            for &end in &ends {
+                black_box(parse_output(&settings, &text[..end], end < text.len()).expect("parse"));
+            }
+        })
+    });
+    group.bench_function(id("stream_parser_once"), |b| {
+        b.iter(|| {
+            let parser = ChatParser::new(&settings).expect("parser");
+            for &end in &ends {
+                black_box(parser.parse(&text[..end], end < text.len()).expect("parse"));
+            }
+        })
+    });
+    group.finish();
 }
 
 /// Per-token cost of constrained sampling (issue 34): greedy sampling inside real generations,
