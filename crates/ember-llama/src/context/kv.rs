@@ -32,7 +32,7 @@ impl Context {
     ///
     /// # Errors
     ///
-    /// [`Error::SequenceOutOfRange`](crate::Error::SequenceOutOfRange).
+    /// [`Error::SequenceOutOfRange`].
     pub fn kv_remove(&mut self, seq: i32, from: Option<u32>, to: Option<u32>) -> Result<bool> {
         self.check_seq(seq)?;
         let mem = self.memory();
@@ -50,7 +50,7 @@ impl Context {
     ///
     /// # Errors
     ///
-    /// [`Error::SequenceOutOfRange`](crate::Error::SequenceOutOfRange).
+    /// [`Error::SequenceOutOfRange`].
     pub fn kv_copy(
         &mut self,
         src: i32,
@@ -166,7 +166,7 @@ impl Context {
     ///
     /// # Errors
     ///
-    /// [`Error::SequenceOutOfRange`](crate::Error::SequenceOutOfRange).
+    /// [`Error::SequenceOutOfRange`].
     pub fn kv_pos_max(&self, seq: i32) -> Result<Option<u32>> {
         self.check_seq(seq)?;
         let mem = self.memory();
