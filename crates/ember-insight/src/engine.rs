@@ -272,6 +272,10 @@ impl Runner {
 
     /// Runs the `/slots` actions whose slot is free; the others wait.
     fn run_slot_jobs(&mut self) {
+        // Called before every step: no slot states gathered when no action waits.
+        if self.slot_jobs.is_empty() {
+            return;
+        }
         let states = self.generator.slots();
         let (ready, busy): (Vec<SlotJob>, Vec<SlotJob>) = std::mem::take(&mut self.slot_jobs)
             .into_iter()
