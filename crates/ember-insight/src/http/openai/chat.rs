@@ -60,20 +60,8 @@ impl Rendered {
         let tools = self.settings["parse_tool_calls"].as_bool().unwrap_or(false);
         let structured = self.settings["chat_format"].as_i64().unwrap_or(0) != 0;
         (tools || structured).then(|| {
-            // The parser's own fields only (not the prompt), read once for the whole answer.
-            let settings: Map<String, Value> = [
-                "chat_format",
-                "chat_parser",
-                "generation_prompt",
-                "reasoning_format",
-                "parse_tool_calls",
-                "is_continuation",
-                "reasoning_in_content",
-            ]
-            .into_iter()
-            .filter_map(|key| Some((key.to_string(), self.settings.get(key)?.clone())))
-            .collect();
-            let parser = ChatParser::new(&Value::Object(settings).to_string())
+            // Read once for the whole answer (the shim takes the parser's own fields).
+            let parser = ChatParser::new(&self.settings.to_string())
                 .map_err(|e| log::warn!("the chat output parser did not load ({e}): the answer is read as plain text"))
                 .ok();
             let mut reader = AnswerReader {
