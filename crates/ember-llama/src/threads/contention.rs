@@ -22,6 +22,10 @@ struct Sample {
     ours: u64,
 }
 
+/// Windows a count stays put after the decode went up to it from a window that could not
+/// tell it from a lower one (see [`Reading::Between`]): about a second between probes.
+const HOLD_WINDOWS: u32 = 10;
+
 /// Chooses a decode's thread count from the free cores among the process's CPUs.
 #[derive(Debug)]
 pub(crate) struct Contention {
@@ -32,6 +36,8 @@ pub(crate) struct Contention {
     count_niced: bool,
     last: Option<Sample>,
     threads: usize,
+    /// Windows left before an ambiguous window probes a lower count again.
+    hold: u32,
 }
 
 impl Contention {
@@ -44,11 +50,12 @@ impl Contention {
             count_niced: priority == ThreadPriority::Background,
             last: None,
             threads: max.max(1),
+            hold: 0,
         }
     }
 
     /// The thread count for the next decode: the configured count until a window has
-    /// passed, then the cores other processes left free in it (rounded, 1..=max).
+    /// passed, then the count that runs fastest beside what other processes used in it.
     pub(crate) fn threads(&mut self) -> usize {
         let now = Instant::now();
         if self.last.is_some_and(|l| now - l.at < WINDOW) {
@@ -59,7 +66,7 @@ impl Contention {
             return self.threads;
         };
         if let Some(last) = self.last {
-            self.threads = next_threads(
+            let reading = next_threads(
                 &last,
                 &sample,
                 self.cpus.len().max(1),
@@ -67,9 +74,27 @@ impl Contention {
                 self.threads,
                 ember_llama_sys::OPENMP,
             );
+            self.follow(reading);
         }
         self.last = Some(sample);
         self.threads
+    }
+
+    /// Takes a window's reading: a count as it is; between two counts, the lower one (a
+    /// probe: with fewer threads the next window tells the load apart), unless the decode
+    /// went up from such a probe less than [`HOLD_WINDOWS`] windows ago.
+    fn follow(&mut self, reading: Reading) {
+        let next = match reading {
+            Reading::Count(t) => t,
+            Reading::Between { more, .. } if self.hold > 0 => more,
+            Reading::Between { fewer, .. } => fewer,
+        };
+        self.hold = if next > self.threads {
+            HOLD_WINDOWS
+        } else {
+            self.hold.saturating_sub(1)
+        };
+        self.threads = next;
     }
 
     fn sample(&self, at: Instant) -> Option<Sample> {
@@ -85,6 +110,19 @@ impl Contention {
     }
 }
 
+/// What one window says about the next decode's thread count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reading {
+    /// The count that runs fastest beside the load the window saw.
+    Count(usize),
+    /// The window fits two loads that want different counts: on full CPUs, threads that
+    /// sleep at a barrier lose time to CPU-bound tasks, so whether the others' time is one
+    /// task taking nearly a core or several taking a fair share each is not known. Two
+    /// threads beside one busy loop on two cores and two beside two loops both measure
+    /// about a core each for us and for them.
+    Between { fewer: usize, more: usize },
+}
+
 /// The thread count for the next decode, from what other processes used of `ncpus` CPUs
 /// between two samples while this process decoded with `threads` threads, in 1..=max.
 ///
@@ -94,9 +132,16 @@ impl Contention {
 /// away, and the slowest thread sets the pace: with `k` other CPU-bound tasks and `t`
 /// threads on `c` cores, the most crowded core has `ceil((k + t) / c)` tasks, so a decode
 /// runs at about `t / ceil((k + t) / c)` threads' worth. The count is the `t` that maximises
-/// it (the fewest on a tie): on 2 cores, 2 threads when idle, 1 beside one busy loop (a
-/// second would share the loop's core and hold the first back), 2 beside two (each thread
-/// gets the same half core as the loops, where one thread alone would get two thirds of one).
+/// it (the fewest on a tie): on 2 cores, 2 threads when idle, 1 beside one busy loop (a second
+/// would share the loop's core and hold the first back), 2 beside two (each thread gets the
+/// same half core as the loops, where one thread alone would get two thirds of one).
+///
+/// `k` is read from the others' time: as many tasks as cores they used while a core stayed
+/// idle; on full CPUs, between "each took at most a core" (tasks that beat our sleeping
+/// threads to the cores: measured here, one busy loop took 0.8 to 1.0 of a core beside two
+/// threads, not the fair two thirds) and fair sharing with our threads. One thread of ours
+/// never sleeps at a barrier and shares fairly, so its window settles what two or more
+/// could not ([`Reading::Between`]).
 fn next_threads(
     last: &Sample,
     now: &Sample,
@@ -104,43 +149,55 @@ fn next_threads(
     max: usize,
     threads: usize,
     sleeping_barrier: bool,
-) -> usize {
+) -> Reading {
     let elapsed = now.total.saturating_sub(last.total) as f64 / ncpus as f64;
     if elapsed <= 0.0 {
-        return max;
+        return Reading::Count(max);
     }
     let busy = now.busy.saturating_sub(last.busy);
     let ours = now.ours.saturating_sub(last.ours);
     // Cores' worth of CPU time, over the window.
     let others = busy.saturating_sub(ours) as f64 / elapsed;
+    let ours = ours as f64 / elapsed;
     let cpus = ncpus as f64;
     if !sleeping_barrier {
         let free = (cpus - others).round();
-        return (free.max(1.0) as usize).min(max);
+        return Reading::Count((free.max(1.0) as usize).min(max));
     }
-    let k = others_demand(others, ours as f64 / elapsed, cpus, threads);
-    let pace = |t: usize| t as f64 / ((k + t) as f64 / cpus).ceil();
-    (1..=max)
-        .max_by(|&a, &b| pace(a).total_cmp(&pace(b)).then(b.cmp(&a)))
-        .unwrap_or(1)
+    let fastest = |k: f64| {
+        // A bound for the arithmetic: beyond 4 tasks per core, every count looks the same.
+        let k = k.clamp(0.0, 4.0 * cpus) as usize;
+        let pace = |t: usize| t as f64 / ((k + t) as f64 / cpus).ceil();
+        (1..=max)
+            .max_by(|&a, &b| pace(a).total_cmp(&pace(b)).then(b.cmp(&a)))
+            .unwrap_or(1)
+    };
+    let idle = cpus - others - ours;
+    if idle > 0.5 || others < 0.15 {
+        // They had all they wanted.
+        return Reading::Count(fastest(others.round()));
+    }
+    let fair = fastest(fair_share_demand(others, cpus, threads));
+    if threads < 2 {
+        return Reading::Count(fair);
+    }
+    let at_most_a_core = fastest((others - 0.25).ceil().max(1.0));
+    if fair == at_most_a_core {
+        Reading::Count(fair)
+    } else {
+        Reading::Between {
+            fewer: fair.min(at_most_a_core),
+            more: fair.max(at_most_a_core),
+        }
+    }
 }
 
-/// Other CPU-bound tasks, from the cores they used (`others`) beside ours (`ours`) with our
-/// `threads`: as many as they used while a core stayed idle (they had all they wanted,
-/// rounded); when the CPUs were full, what fair sharing implies (each of the `k + threads`
-/// tasks gets the share our threads got, so `k = others / ((cpus - others) / threads)`),
-/// counting a task from a quarter of that share up: threads that sleep at every barrier
-/// win their wake-ups, so a busy loop beside them gets less than its share.
-fn others_demand(others: f64, ours: f64, cpus: f64, threads: usize) -> usize {
-    let idle = cpus - others - ours;
-    let k = if idle > 0.5 || others < 0.15 {
-        others.round()
-    } else {
-        let share = ((cpus - others) / threads.max(1) as f64).max(0.05);
-        (others / share + 0.75).floor()
-    };
-    // A bound for the arithmetic: beyond 4 tasks per core, every count looks the same.
-    k.clamp(0.0, 4.0 * cpus) as usize
+/// Other CPU-bound tasks on full CPUs, if each of the `k + threads` tasks got the share our
+/// threads got (`k = others / ((cpus - others) / threads)`), counting a task from a quarter
+/// of that share up.
+fn fair_share_demand(others: f64, cpus: f64, threads: usize) -> f64 {
+    let share = ((cpus - others) / threads.max(1) as f64).max(0.05);
+    (others / share + 0.75).floor()
 }
 
 /// Busy and total ticks of `cpus` from `/proc/stat`'s `cpuN` lines. Busy is user, system,
@@ -224,7 +281,7 @@ ctxt 99
         max: usize,
         threads: usize,
         sleeping_barrier: bool,
-    ) -> usize {
+    ) -> Reading {
         let now = sample(busy, 10 * ncpus as u64, ours);
         next_threads(
             &sample(0, 0, 0),
@@ -242,43 +299,74 @@ ctxt 99
             next_after_10_ticks(busy, ours, ncpus, max, threads, false)
         };
         // Two CPUs for 10 ticks each (20 in all): we used 20, nobody else: 2 free.
-        assert_eq!(next(20, 20, 2, 2, 2), 2);
+        assert_eq!(next(20, 20, 2, 2, 2), Reading::Count(2));
         // One busy loop beside two threads of ours: it got 2/3 of a core.
-        assert_eq!(next(20, 13, 2, 2, 2), 1);
+        assert_eq!(next(20, 13, 2, 2, 2), Reading::Count(1));
         // Two busy loops: none free, but a decode always has one thread.
-        assert_eq!(next(20, 0, 2, 2, 2), 1);
+        assert_eq!(next(20, 0, 2, 2, 2), Reading::Count(1));
         // A little noise (a tenth of a core) does not cost a thread.
-        assert_eq!(next(11, 10, 2, 2, 2), 2);
+        assert_eq!(next(11, 10, 2, 2, 2), Reading::Count(2));
         // Never above the configured count.
-        assert_eq!(next(0, 0, 8, 4, 4), 4);
+        assert_eq!(next(0, 0, 8, 4, 4), Reading::Count(4));
     }
 
     #[test]
     fn sleeping_barrier_takes_the_count_the_most_crowded_core_allows() {
+        use Reading::{Between, Count};
         let next = |busy, ours, ncpus, max, threads| {
             next_after_10_ticks(busy, ours, ncpus, max, threads, true)
         };
         // Idle, or a little noise: every thread.
-        assert_eq!(next(20, 20, 2, 2, 2), 2);
-        assert_eq!(next(11, 10, 2, 2, 2), 2);
-        // One busy loop, whether it shared with two threads of ours or left us one core.
-        assert_eq!(next(20, 13, 2, 2, 2), 1);
-        assert_eq!(next(20, 10, 2, 2, 1), 1);
+        assert_eq!(next(20, 20, 2, 2, 2), Count(2));
+        assert_eq!(next(11, 10, 2, 2, 2), Count(2));
+        // One busy loop, with a fair share beside two threads of ours or a core beside one.
+        assert_eq!(next(20, 13, 2, 2, 2), Count(1));
+        assert_eq!(next(20, 10, 2, 2, 1), Count(1));
         // One busy loop that our two threads held to a third of a core.
-        assert_eq!(next(20, 17, 2, 2, 2), 1);
+        assert_eq!(next(20, 17, 2, 2, 2), Count(1));
         // One busy loop while we were not decoding: it used one core and left one idle.
-        assert_eq!(next(10, 0, 2, 2, 2), 1);
-        // Two busy loops, beside one thread of ours (they got 4/3 cores) or two (1 core):
-        // two threads, each as much as a loop.
-        assert_eq!(next(20, 7, 2, 2, 1), 2);
-        assert_eq!(next(20, 10, 2, 2, 2), 2);
+        assert_eq!(next(10, 0, 2, 2, 2), Count(1));
+        // Two busy loops beside one thread of ours (they got 4/3 cores): two threads, each
+        // as much as a loop.
+        assert_eq!(next(20, 7, 2, 2, 1), Count(2));
+        // A core for them, a core for our two threads: one loop that beat our sleeping
+        // threads (1 thread) or two that shared fairly (2): probe with one.
+        assert_eq!(next(20, 10, 2, 2, 2), Between { fewer: 1, more: 2 });
+        assert_eq!(next(19, 10, 2, 2, 2), Between { fewer: 1, more: 2 });
+        // Over a core and a quarter for them: two loops either way.
+        assert_eq!(next(20, 7, 2, 2, 2), Count(2));
         // Four CPUs, three busy loops beside one thread of ours: all four threads (the most
         // crowded core has two tasks: 4 / 2 = 2 threads' worth, against 1).
-        assert_eq!(next(40, 10, 4, 4, 1), 4);
+        assert_eq!(next(40, 10, 4, 4, 1), Count(4));
         // Four CPUs, one busy loop: three threads on the free cores.
-        assert_eq!(next(40, 30, 4, 4, 3), 3);
+        assert_eq!(next(40, 30, 4, 4, 3), Count(3));
         // Never above the configured count.
-        assert_eq!(next(0, 0, 8, 4, 4), 4);
+        assert_eq!(next(0, 0, 8, 4, 4), Count(4));
+    }
+
+    #[test]
+    fn an_ambiguous_window_probes_fewer_threads_then_holds_a_count_it_went_up_to() {
+        use Reading::{Between, Count};
+        let ambiguous = Between { fewer: 1, more: 2 };
+        // One busy loop on two cores: the probe with one thread settles on one.
+        let mut c = Contention::new(vec![0, 1], 2, ThreadPriority::Normal);
+        c.follow(ambiguous);
+        assert_eq!(c.threads, 1);
+        c.follow(Count(1));
+        assert_eq!(c.threads, 1);
+        // Two busy loops: the probe's window says two; two is kept for HOLD_WINDOWS
+        // ambiguous windows, then probed again.
+        c.follow(Count(2));
+        for _ in 0..HOLD_WINDOWS {
+            c.follow(ambiguous);
+            assert_eq!(c.threads, 2);
+        }
+        c.follow(ambiguous);
+        assert_eq!(c.threads, 1);
+        // A clear reading is taken at once, hold or not.
+        c.follow(Count(2));
+        c.follow(Count(1));
+        assert_eq!(c.threads, 1);
     }
 
     #[test]

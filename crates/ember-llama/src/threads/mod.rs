@@ -26,7 +26,11 @@
 //!   sleeping barrier the slowest thread sets the pace, so that is the count whose threads
 //!   share the least crowded cores: on two cores, one thread beside one busy loop (a second
 //!   thread would share the loop's core and hold the first back), two beside two (each gets
-//!   the half core a loop gets, where one thread alone gets two thirds of one). With ggml's
+//!   the half core a loop gets, where one thread alone gets two thirds of one). Two sleeping
+//!   threads lose time to busy loops, so beside them one loop taking nearly a core and two
+//!   taking half a core each look alike: then the context decodes a window with fewer
+//!   threads, whose figures tell the two apart, and keeps a count it goes back up to for
+//!   about a second before it tries again. With ggml's
 //!   spinning barrier (other targets), as many threads as there are free cores: one thread
 //!   on a free core never waits at all.
 //!
