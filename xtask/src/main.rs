@@ -39,7 +39,7 @@ enum Task {
     Version,
     /// Print (or check) the /version.json an ember image carries.
     VersionJson(version::JsonArgs),
-    /// `cargo package` (verified) of the five published crates, with the third-party files
+    /// `cargo package` (verified) of the six published crates, with the third-party files
     /// they build with staged in; prints each .crate's size and fails above crates.io's limit.
     Package(package::Args),
     /// Stage (or unstage) the files docs.rs builds ember-llama-sys and ember-probes from, or

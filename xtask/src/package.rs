@@ -1,4 +1,4 @@
-//! `cargo xtask package`: `cargo package` of the five published crates in one workspace run,
+//! `cargo xtask package`: `cargo package` of the six published crates in one workspace run,
 //! with the third-party files they build with staged into them (git-ignored there: git keeps
 //! one copy), then unstaged; each .crate's size is checked against crates.io's limit.
 //!
@@ -25,10 +25,11 @@ use anyhow::{bail, Context, Result};
 use crate::docs_rs;
 
 /// The published crates, dependencies first (the order of the size table).
-const CRATES: [&str; 5] = [
+const CRATES: [&str; 6] = [
     "ember-llama-sys",
     "ember-llama",
     "ember-probes",
+    "ember-serve",
     "ember-insight",
     "ember-kit",
 ];
@@ -73,7 +74,7 @@ pub fn run(args: &Args) -> Result<()> {
     let _vmlinux = stage_vmlinux(&root)?;
 
     // --allow-dirty: the staged files are untracked on purpose. --workspace --exclude xtask:
-    // cargo orders the five by their dependencies and verifies dependents against the overlay.
+    // cargo orders the six by their dependencies and verifies dependents against the overlay.
     let mut package = vec![
         "package",
         "--workspace",

@@ -33,12 +33,10 @@ pub mod alertmanager;
 pub mod alerts;
 pub mod cli;
 pub mod config;
-pub mod engine;
 pub mod history;
 pub mod http;
 pub mod hub;
 pub mod insights;
-pub mod llm;
 pub mod metrics;
 pub mod otlp;
 pub mod pod;
@@ -49,3 +47,6 @@ pub mod server;
 pub mod state;
 pub mod telemetry;
 mod time;
+
+// The model, its engine and the OpenAI-compatible routes are ember-serve's.
+pub use ember_serve::{engine, llm};

@@ -57,71 +57,9 @@ pub struct KindLabel {
     pub kind: &'static str,
 }
 
-/// Label of per-endpoint metrics.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct EndpointLabel {
-    /// `completions`, `chat_completions` or `embeddings`.
-    pub endpoint: String,
-}
-
-/// The generation engine's metrics (handles shared with [`Metrics`]; the engine gets a
-/// clone).
-#[derive(Clone, Debug)]
-pub struct EngineMetrics {
-    /// API requests waiting for a sequence.
-    pub queue: Gauge,
-    /// Sequences in each batched decode.
-    pub batch_sequences: Histogram,
-    /// Prompt tokens decoded.
-    pub prompt_tokens_evaluated: Counter,
-    /// Prompt tokens reused from the KV cache instead.
-    pub prompt_tokens_reused: Counter,
-    /// Tokens sampled per second over all sequences (5 s windows; 0 when idle).
-    pub tokens_per_second: Gauge<f64, AtomicU64>,
-    /// Batched decodes run (llama-server's `n_decode_total`).
-    pub decodes: Counter,
-    /// Sequences summed over those decodes (for `n_busy_slots_per_decode`).
-    pub decode_sequences: Counter,
-    /// Most tokens in one decode.
-    pub decode_tokens_max: Gauge,
-}
-
-impl Default for EngineMetrics {
-    fn default() -> Self {
-        EngineMetrics {
-            queue: Gauge::default(),
-            batch_sequences: Histogram::new(exponential_buckets(1.0, 2.0, 9)),
-            prompt_tokens_evaluated: Counter::default(),
-            prompt_tokens_reused: Counter::default(),
-            tokens_per_second: Gauge::default(),
-            decodes: Counter::default(),
-            decode_sequences: Counter::default(),
-            decode_tokens_max: Gauge::default(),
-        }
-    }
-}
-
 /// Every metric of the daemon.
 pub struct Metrics {
     registry: Mutex<Registry>,
-    /// Generations started through the API.
-    pub generations: Family<EndpointLabel, Counter>,
-    /// Requests answered 429 because every generation slot was busy.
-    pub generations_rejected: Family<EndpointLabel, Counter>,
-    /// Generations stopped because their client went away.
-    pub generations_cancelled: Counter,
-    /// Generations running now.
-    pub generations_running: Gauge,
-    /// Tokens generated through the API.
-    pub generated_tokens: Counter,
-    /// Prompt tokens decoded through the API.
-    pub prompt_tokens: Counter,
-    /// Of the API's prompt tokens, those reused from the KV cache.
-    pub prompt_tokens_cached: Counter,
-    /// Microseconds the API's prompts took to decode.
-    pub prompt_micros: Counter,
-    /// Microseconds from the API's first generated tokens to their last.
-    pub generation_micros: Counter,
     /// Alerts raised (new, not repeats).
     pub alerts: Family<RuleLabel, Counter>,
     /// Alerts active now.
@@ -168,8 +106,8 @@ pub struct Metrics {
     pub probe_up: Family<ProbeLabel, Gauge>,
     /// 1 once a model is loaded.
     pub model_loaded: Gauge,
-    /// The generation engine's.
-    pub engine: EngineMetrics,
+    /// The OpenAI-compatible server's and its engine's (ember-serve).
+    pub serve: ember_serve::ServeMetrics,
 }
 
 // The registry's contents are not worth printing; `Shared`'s Debug shows that it is there.
@@ -185,15 +123,6 @@ impl Metrics {
         let mut registry = Registry::with_prefix("insightd");
         let m = Metrics {
             registry: Mutex::new(Registry::default()),
-            generations: Family::default(),
-            generations_rejected: Family::default(),
-            generations_cancelled: Counter::default(),
-            generations_running: Gauge::default(),
-            generated_tokens: Counter::default(),
-            prompt_tokens_cached: Counter::default(),
-            prompt_micros: Counter::default(),
-            generation_micros: Counter::default(),
-            prompt_tokens: Counter::default(),
             alerts: Family::default(),
             alerts_active: Gauge::default(),
             insights: Counter::default(),
@@ -217,67 +146,13 @@ impl Metrics {
             probe_bpf: Gauge::default(),
             probe_up: Family::default(),
             model_loaded: Gauge::default(),
-            engine: EngineMetrics::default(),
+            serve: ember_serve::ServeMetrics::default(),
         };
         let info = Family::<Vec<(String, String)>, Gauge>::default();
         info.get_or_create(&vec![("version".to_string(), version.to_string())])
             .set(1);
         registry.register("build_info", "Build information", info);
-        registry.register(
-            "generations",
-            "Generations started through the API",
-            m.generations.clone(),
-        );
-        registry.register(
-            "generations_rejected",
-            "Generation requests answered 429 because every slot was busy",
-            m.generations_rejected.clone(),
-        );
-        registry.register(
-            "generations_cancelled",
-            "Generations stopped because their client disconnected",
-            m.generations_cancelled.clone(),
-        );
-        registry.register(
-            "generations_running",
-            "Generations running now",
-            m.generations_running.clone(),
-        );
-        registry.register(
-            "generated_tokens",
-            "Tokens generated through the API",
-            m.generated_tokens.clone(),
-        );
-        registry.register(
-            "prompt_tokens",
-            "Prompt tokens decoded through the API",
-            m.prompt_tokens.clone(),
-        );
-        registry.register(
-            "generation_queue",
-            "API generation requests waiting for a sequence",
-            m.engine.queue.clone(),
-        );
-        registry.register(
-            "batch_sequences",
-            "Sequences in each batched decode",
-            m.engine.batch_sequences.clone(),
-        );
-        registry.register(
-            "prompt_tokens_evaluated",
-            "Prompt tokens decoded by the engine (API and insights)",
-            m.engine.prompt_tokens_evaluated.clone(),
-        );
-        registry.register(
-            "prompt_tokens_reused",
-            "Prompt tokens reused from the KV cache instead of decoded",
-            m.engine.prompt_tokens_reused.clone(),
-        );
-        registry.register(
-            "generation_tokens_per_second",
-            "Tokens sampled per second over all sequences (5 s windows)",
-            m.engine.tokens_per_second.clone(),
-        );
+        m.serve.register(&mut registry);
         registry.register("alerts", "Alerts raised, by rule", m.alerts.clone());
         registry.register(
             "alerts_active",
@@ -391,131 +266,6 @@ impl Metrics {
     }
 }
 
-impl Metrics {
-    /// llama-server's own metrics (`llamacpp:*`, Prometheus text format with its names,
-    /// types and help lines), which dashboards and its tests read, from the API's
-    /// generations and the engine's decodes. Appended to the Prometheus text format only:
-    /// OpenMetrics has no counter without `_total` (`n_tokens_max`) nor `:` in its names'
-    /// conventions; insightd's own `insightd_*` metrics carry the same figures.
-    pub fn llama_server_text(&self) -> String {
-        let e = &self.engine;
-        let prompt = self
-            .prompt_tokens
-            .get()
-            .saturating_sub(self.prompt_tokens_cached.get());
-        let prompt_s = self.prompt_micros.get() as f64 / 1e6;
-        let predicted = self.generated_tokens.get();
-        let predicted_s = self.generation_micros.get() as f64 / 1e6;
-        let rate = |n: u64, s: f64| if s > 0.0 { n as f64 / s } else { 0.0 };
-        let decodes = e.decodes.get();
-        let busy = if decodes > 0 {
-            e.decode_sequences.get() as f64 / decodes as f64
-        } else {
-            0.0
-        };
-        let running = (self.generations_running.get() - e.queue.get()).max(0);
-        let rows: [(&str, &str, &str, f64); 15] = [
-            (
-                "prompt_tokens_total",
-                "counter",
-                "Number of prompt tokens processed.",
-                prompt as f64,
-            ),
-            (
-                "prompt_tokens_cached_total",
-                "counter",
-                "Number of prompt tokens reused from the KV cache.",
-                self.prompt_tokens_cached.get() as f64,
-            ),
-            (
-                "prompt_seconds_total",
-                "counter",
-                "Prompt process time",
-                prompt_s,
-            ),
-            (
-                "tokens_predicted_total",
-                "counter",
-                "Number of generation tokens processed.",
-                predicted as f64,
-            ),
-            (
-                "tokens_predicted_seconds_total",
-                "counter",
-                "Predict process time",
-                predicted_s,
-            ),
-            (
-                "n_decode_total",
-                "counter",
-                "Total number of llama_decode() calls",
-                decodes as f64,
-            ),
-            (
-                "n_tokens_max",
-                "counter",
-                "Largest observed n_tokens.",
-                e.decode_tokens_max.get() as f64,
-            ),
-            (
-                "spec_decode_num_draft_tokens_total",
-                "counter",
-                "Number of draft tokens (no speculative decoding here).",
-                0.0,
-            ),
-            (
-                "spec_decode_num_accepted_tokens_total",
-                "counter",
-                "Number of accepted draft tokens (no speculative decoding here).",
-                0.0,
-            ),
-            (
-                "spec_decode_num_drafts_total",
-                "counter",
-                "Number of drafts (no speculative decoding here).",
-                0.0,
-            ),
-            (
-                "prompt_tokens_seconds",
-                "gauge",
-                "Average prompt throughput in tokens/s.",
-                rate(prompt, prompt_s),
-            ),
-            (
-                "predicted_tokens_seconds",
-                "gauge",
-                "Average generation throughput in tokens/s.",
-                rate(predicted, predicted_s),
-            ),
-            (
-                "requests_processing",
-                "gauge",
-                "Number of requests processing.",
-                running as f64,
-            ),
-            (
-                "requests_deferred",
-                "gauge",
-                "Number of requests deferred.",
-                e.queue.get().max(0) as f64,
-            ),
-            (
-                "n_busy_slots_per_decode",
-                "gauge",
-                "Average number of busy slots per llama_decode() call",
-                busy,
-            ),
-        ];
-        let mut out = String::new();
-        for (name, kind, help, value) in rows {
-            out.push_str(&format!(
-                "# HELP llamacpp:{name} {help}\n# TYPE llamacpp:{name} {kind}\nllamacpp:{name} {value}\n"
-            ));
-        }
-        out
-    }
-}
-
 /// The Prometheus text format (0.0.4) of an OpenMetrics text: counter families are named
 /// with their `_total` suffix in `# HELP`/`# TYPE` (OpenMetrics names the family without it),
 /// and `# EOF` is left out. Scrapers that do not ask for OpenMetrics, and `promtool check
@@ -550,13 +300,6 @@ pub fn to_prometheus_text(openmetrics: &str) -> String {
     out
 }
 
-/// Raises a gauge to `value` when that is higher (a maximum observed).
-pub fn raise_gauge(gauge: &Gauge, value: i64) {
-    if value > gauge.get() {
-        gauge.set(value);
-    }
-}
-
 /// Raises a counter to `total` (for totals kept elsewhere, such as the probes' counters).
 pub fn raise_to(counter: &Counter, total: u64) {
     let now = counter.get();
@@ -572,7 +315,7 @@ mod tests {
     #[test]
     fn counters_get_their_suffix_in_the_prometheus_format() {
         let m = Metrics::new("1.2.3");
-        m.generations_cancelled.inc();
+        m.serve.generations_cancelled.inc();
         let om = m.encode();
         assert!(om.contains("# TYPE insightd_generations_cancelled counter"));
         assert!(om.ends_with("# EOF\n"));

@@ -105,7 +105,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         let s = shared.clone();
         tokio::task::spawn_blocking(move || {
             let started = Instant::now();
-            match Llm::load(&path, &s.config.model, s.metrics.engine.clone()) {
+            match Llm::load(&path, &s.config.model, s.metrics.serve.engine.clone()) {
                 Ok(llm) => {
                     log::info!(
                         "model {} loaded in {:.1} s (template {})",
@@ -225,7 +225,7 @@ pub fn once(config: Config, duration: Duration) -> anyhow::Result<String> {
             let llm = Arc::new(Llm::load(
                 path,
                 &shared.config.model,
-                shared.metrics.engine.clone(),
+                shared.metrics.serve.engine.clone(),
             )?);
             shared.set_model(ModelState::Ready(llm.clone()));
             Some(llm)

@@ -1,12 +1,10 @@
 //! State shared by the telemetry thread, the insight worker and the HTTP handlers.
 
-use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use ember_probes::{ProcessTable, Stats};
-use tokio::sync::Semaphore;
 
 use crate::alerts::AlertStore;
 use crate::config::Config;
@@ -15,6 +13,8 @@ use crate::hub::Hub;
 use crate::insights::InsightStore;
 use crate::llm::Llm;
 use crate::metrics::Metrics;
+pub use ember_serve::ModelState;
+use ember_serve::Server;
 
 /// The daemon's version.
 pub const VERSION: &str = match option_env!("EMBER_VERSION") {
@@ -45,25 +45,6 @@ pub struct TelemetrySnapshot {
     pub ticks: u64,
 }
 
-/// The model slot.
-#[derive(Debug, Clone, Default)]
-pub enum ModelState {
-    /// None configured.
-    #[default]
-    None,
-    /// Loading from this path.
-    Loading(PathBuf),
-    /// Loaded.
-    Ready(Arc<Llm>),
-    /// Loading failed.
-    Failed {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        error: String,
-    },
-}
-
 /// Everything shared.
 #[derive(Debug)]
 pub struct Shared {
@@ -79,11 +60,8 @@ pub struct Shared {
     pub insights: Mutex<InsightStore>,
     /// Telemetry now.
     pub telemetry: RwLock<TelemetrySnapshot>,
-    /// The model.
-    pub model: RwLock<ModelState>,
-    /// Admission of API generations: `max_concurrent` running plus `queue` waiting; a
-    /// request that finds none free is answered 429.
-    pub slots: Arc<Semaphore>,
+    /// The model and the OpenAI-compatible server of it (ember-serve).
+    pub serve: Arc<Server>,
     /// When the daemon started.
     pub started: Instant,
     /// Set at shutdown: the telemetry thread and insight worker stop.
@@ -140,16 +118,17 @@ impl Shared {
     }
 
     fn build(config: Config) -> Shared {
+        let metrics = Metrics::new(VERSION);
+        let mut serve = Server::new(config.model.clone(), metrics.serve.clone());
+        serve.owned_by = "insightd".into();
+        serve.no_model_hint = "start insightd with --model <GGUF>".into();
         Shared {
-            metrics: Metrics::new(VERSION),
+            metrics,
+            serve: Arc::new(serve),
             hub: Hub::new(config.limits.sse_queue, config.limits.sse_clients),
             alerts: Mutex::new(AlertStore::default()),
             insights: Mutex::new(InsightStore::new(config.insights.keep)),
             telemetry: RwLock::new(TelemetrySnapshot::default()),
-            model: RwLock::new(ModelState::None),
-            slots: Arc::new(Semaphore::new(
-                config.model.max_concurrent + config.model.queue,
-            )),
             started: Instant::now(),
             stopping: AtomicBool::new(false),
             history: None,
@@ -179,15 +158,12 @@ impl Shared {
 
     /// The model state.
     pub fn model_state(&self) -> ModelState {
-        self.model.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.serve.model_state()
     }
 
     /// The loaded model, if any.
     pub fn llm(&self) -> Option<Arc<Llm>> {
-        match self.model_state() {
-            ModelState::Ready(llm) => Some(llm),
-            _ => None,
-        }
+        self.serve.llm()
     }
 
     /// Hands on what changed in `alerts`, under the alert store's lock that the caller holds:
@@ -291,6 +267,6 @@ impl Shared {
 
     /// Sets the model state.
     pub fn set_model(&self, state: ModelState) {
-        *self.model.write().unwrap_or_else(|e| e.into_inner()) = state;
+        self.serve.set_model(state);
     }
 }

@@ -111,10 +111,10 @@ async fn background_model_threads_are_niced_and_ops_answer_while_the_model_works
     eprintln!("threads while generating: {threads:?}");
     let model_threads: Vec<_> = threads
         .iter()
-        .filter(|(name, _)| name == "insightd-engine" || name == "ggml-worker")
+        .filter(|(name, _)| name == "ember-engine" || name == "ggml-worker")
         .collect();
     assert!(
-        model_threads.iter().any(|(n, _)| n == "insightd-engine"),
+        model_threads.iter().any(|(n, _)| n == "ember-engine"),
         "{threads:?}"
     );
     assert!(
@@ -124,7 +124,7 @@ async fn background_model_threads_are_niced_and_ops_answer_while_the_model_works
     assert!(
         threads
             .iter()
-            .filter(|(name, _)| name != "insightd-engine" && name != "ggml-worker")
+            .filter(|(name, _)| name != "ember-engine" && name != "ggml-worker")
             .all(|(_, nice)| *nice == 0),
         "{threads:?}"
     );

@@ -8,7 +8,6 @@ mod alertmanager;
 mod insights;
 mod limits;
 mod load;
-mod model;
 mod otlp;
 mod probes;
 mod rules;
@@ -20,9 +19,11 @@ use std::net::SocketAddr;
 use serde::{Deserialize, Serialize};
 
 pub use alertmanager::AlertmanagerConfig;
+pub use ember_serve::config::{
+    ModelConfig, ModelPriority, Reasoning, ReasoningFormat, MAX_THREADS,
+};
 pub use insights::InsightConfig;
 pub use limits::LimitsConfig;
-pub use model::{ModelConfig, ModelPriority, Reasoning, ReasoningFormat, MAX_THREADS};
 pub use otlp::OtlpConfig;
 pub use probes::{ProbeConfig, ProbeMode};
 pub use rules::{Rule, RulesConfig, Severity};

@@ -13,7 +13,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{OpenApi as Document, SecurityRequirement};
 use utoipa::{Modify, OpenApi};
 
-use super::{openai, ops, ui, AppState};
+use super::{ops, ui, AppState};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -36,26 +36,10 @@ use super::{openai, ops, ui, AppState};
         ops::alerts,
         ops::insights,
         ops::metrics,
-        openai::health,
-        openai::models,
-        openai::completions,
-        openai::completion,
-        openai::chat_completions,
-        openai::embeddings,
-        openai::tokenize,
-        openai::detokenize,
-        openai::props,
-        openai::slots,
-        openai::slot_action,
-        openai::native_embeddings,
-        openai::apply_template,
-        openai::input_tokens,
         document,
     ),
-    modifiers(&Bearer),
     tags(
         (name = "ops", description = "health, state, processes, alerts, insights, metrics"),
-        (name = "openai", description = "OpenAI-compatible endpoints served by the loaded model"),
         (name = "ui", description = "the dashboard page and its files (no data, no token)"),
     )
 )]
@@ -91,7 +75,9 @@ impl Modify for Bearer {
 pub fn json() -> &'static str {
     static JSON: OnceLock<String> = OnceLock::new();
     JSON.get_or_init(|| {
-        let mut doc = Api::openapi();
+        // The OpenAI-compatible routes are ember-serve's; the token guards them too.
+        let mut doc = Api::openapi().merge_from(ember_serve::ApiDoc::openapi());
+        Bearer.modify(&mut doc);
         doc.info.version = crate::state::VERSION.to_string();
         doc.to_json().expect("the OpenAPI document serialises")
     })

@@ -289,7 +289,7 @@ async fn busy_slots_answer_429_and_count_the_rejection() {
     });
     let llm = crate::llm::Llm::load(&path, &state.config.model, Default::default()).unwrap();
     state.set_model(ModelState::Ready(Arc::new(llm)));
-    let held = state.slots.clone().try_acquire_owned().unwrap();
+    let held = state.serve.slots.clone().try_acquire_owned().unwrap();
     let body = json!({"prompt": "hi", "max_tokens": 1}).to_string();
     let (status, _, value) = call(
         &state,

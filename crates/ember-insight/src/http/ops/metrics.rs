@@ -46,7 +46,7 @@ pub async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderM
             ],
             crate::metrics::to_prometheus_text(&text)
                 + &if state.config.model.llama_server_metrics {
-                    state.metrics.llama_server_text()
+                    state.metrics.serve.llama_server_text()
                 } else {
                     String::new()
                 },

@@ -259,6 +259,6 @@ pub async fn status(State(state): State<AppState>) -> Json<Status> {
             clients: state.hub.clients(),
             dropped: state.hub.dropped(),
         },
-        generation_slots_free: state.slots.available_permits(),
+        generation_slots_free: state.serve.slots.available_permits(),
     })
 }

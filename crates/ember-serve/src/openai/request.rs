@@ -302,6 +302,21 @@ pub struct EmbeddingsRequest {
     /// One to 64 non-empty strings.
     #[schema(value_type = EmbeddingInput)]
     pub(super) input: OneOrMany,
+    /// `float` (the default) or `base64`: each vector's little-endian f32 bytes in base64,
+    /// as OpenAI's clients ask by default.
+    #[serde(default)]
+    pub(super) encoding_format: EncodingFormat,
+}
+
+/// How `/v1/embeddings` writes a vector.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum EncodingFormat {
+    /// An array of numbers.
+    #[default]
+    Float,
+    /// A string: the little-endian f32 bytes in base64.
+    Base64,
 }
 
 /// What `/v1/embeddings` embeds, in the document: a non-empty string, or 1 to 64 of them

@@ -6,8 +6,8 @@ use ember_llama::chat_template::ChatParser;
 use serde_json::{json, Map, Value};
 
 use super::request::{ChatFields, Message};
-use crate::http::ApiError;
 use crate::llm::{GenRequest, Llm};
+use crate::ApiError;
 
 /// How a chat's prompt ends (llama-server's and vLLM's fields).
 #[derive(Debug, Clone, Copy, Default, serde::Deserialize, utoipa::ToSchema)]

@@ -9,7 +9,7 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit};
 
 use super::request::{OneOrMany, Sampling};
 use crate::engine::Priority;
-use crate::http::{ApiError, AppState};
+use crate::{ApiError, AppState};
 use ember_llama::Token;
 use serde_json::Value;
 
@@ -35,7 +35,7 @@ pub(super) fn take_slot(
             "rate_limit_exceeded",
             format!(
                 "{} generations are running and {} waiting (model.max_concurrent, model.queue): retry later",
-                state.config.model.max_concurrent, state.config.model.queue
+                state.config.max_concurrent, state.config.queue
             ),
         )
     })
@@ -88,7 +88,7 @@ pub(super) fn gen_request(
     }
     // OpenAI's ranges. Beyond them the sampler's arithmetic breaks: a huge temperature
     // turns a grammar's excluded tokens (-inf / inf) into NaN.
-    let cfg = &state.config.model;
+    let cfg = &state.config;
     let temperature = s.temperature.unwrap_or(cfg.temperature);
     if !(0.0..=2.0).contains(&temperature) {
         return Err(ApiError::bad_request("temperature must be 0..=2"));
@@ -189,7 +189,7 @@ pub(super) fn prompt_tokens(
     llm: &Llm,
     prompt: PromptInput,
 ) -> Result<(String, Vec<Token>), ApiError> {
-    let cfg = &state.config.model;
+    let cfg = &state.config;
     let (text, tokens) = match prompt {
         PromptInput::Text(text) => {
             let tokens = llm

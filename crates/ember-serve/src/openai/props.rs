@@ -12,8 +12,8 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::{need_model, SYSTEM_FINGERPRINT};
 use crate::engine::{SlotAction, SlotReply};
-use crate::http::{ApiError, AppState, ErrorBody};
 use crate::llm::Llm;
+use crate::{ApiError, AppState, ErrorBody};
 
 /// `GET /props`: `default_generation_settings` (`n_ctx` per sequence, `params`: the sampling
 /// a request without fields gets), `total_slots` (`model.max_concurrent`), `model_alias`,
@@ -91,7 +91,7 @@ pub struct Slot {
     (status = 501, description = "`model.slots` is off", body = ErrorBody),
     (status = 503, description = "no model is loaded", body = ErrorBody)))]
 pub async fn slots(State(state): State<AppState>) -> Result<Json<Vec<Slot>>, ApiError> {
-    if !state.config.model.slots {
+    if !state.config.slots {
         return Err(ApiError::new(
             StatusCode::NOT_IMPLEMENTED,
             "not_supported_error",
@@ -163,7 +163,7 @@ pub async fn slot_action(
     Query(query): Query<SlotActionQuery>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let Some(folder) = state.config.model.slot_save_path.clone() else {
+    let Some(folder) = state.config.slot_save_path.clone() else {
         return Err(ApiError::new(
             StatusCode::NOT_IMPLEMENTED,
             "not_supported_error",

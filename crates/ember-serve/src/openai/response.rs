@@ -26,7 +26,7 @@ pub struct ModelCard {
     /// Always 0.
     pub(super) created: u64,
     /// `insightd`.
-    pub(super) owned_by: &'static str,
+    pub(super) owned_by: String,
     /// What insightd knows of it.
     pub(super) meta: ModelMeta,
     /// Other names requests may give it (model.aliases, llama-server's `--alias a,b`).
@@ -194,7 +194,31 @@ pub struct EmbeddingItem {
     /// The input's index.
     pub(super) index: usize,
     /// The vector, L2-normalised.
-    pub(super) embedding: Vec<f32>,
+    pub(super) embedding: Embedding,
+}
+
+/// A vector as the request's `encoding_format` asked.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum Embedding {
+    /// `float`: the numbers.
+    Float(Vec<f32>),
+    /// `base64`: the little-endian f32 bytes in base64.
+    Base64(String),
+}
+
+impl Embedding {
+    /// `vector` in `format`.
+    pub(super) fn new(vector: Vec<f32>, format: super::EncodingFormat) -> Embedding {
+        use base64::Engine as _;
+        match format {
+            super::EncodingFormat::Float => Embedding::Float(vector),
+            super::EncodingFormat::Base64 => {
+                let bytes: Vec<u8> = vector.iter().flat_map(|x| x.to_le_bytes()).collect();
+                Embedding::Base64(base64::engine::general_purpose::STANDARD.encode(bytes))
+            }
+        }
+    }
 }
 
 /// Token counts of an embeddings request.
@@ -364,5 +388,29 @@ pub(super) fn completion_logprobs(
             })
             .collect(),
         text_offset,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Embedding;
+    use crate::openai::EncodingFormat;
+
+    #[test]
+    fn base64_embeddings_are_the_little_endian_f32_bytes() {
+        let v = vec![1.0f32, -2.5];
+        let Embedding::Base64(text) = Embedding::new(v.clone(), EncodingFormat::Base64) else {
+            panic!("base64 asked, numbers given");
+        };
+        // 1.0 = 00 00 80 3f, -2.5 = 00 00 20 c0.
+        assert_eq!(text, "AACAPwAAIMA=");
+        assert!(matches!(
+            Embedding::new(v.clone(), EncodingFormat::Float),
+            Embedding::Float(f) if f == v
+        ));
+        assert_eq!(
+            serde_json::to_string(&Embedding::new(v, EncodingFormat::Float)).unwrap(),
+            "[1.0,-2.5]"
+        );
     }
 }

@@ -20,8 +20,8 @@ use super::request::Sampling;
 use super::response::timings;
 use super::sse::{sse_response, Ending, Step};
 use super::{need_model, GenerationErrors};
-use crate::http::{ApiError, AppState};
 use crate::llm::{GenRequest, GenSummary, Llm, TokenLogprobs, TokenText};
+use crate::{ApiError, AppState};
 
 /// At most this many prompts in one request (each is its own generation).
 const MAX_PROMPTS: usize = 16;
@@ -84,7 +84,7 @@ pub async fn completion(
     if body.n_probs.is_some_and(|n| n > 20) {
         return Err(ApiError::bad_request("n_probs must be 0..=20"));
     }
-    let cfg = &state.config.model;
+    let cfg = &state.config;
     if body.sampling.max_tokens.is_none() {
         body.sampling.max_tokens = match body.n_predict {
             None | Some(-1) => None,

@@ -146,7 +146,7 @@ impl Engine {
     ) -> std::io::Result<Engine> {
         let (jobs, rx) = std_mpsc::channel();
         std::thread::Builder::new()
-            .name("insightd-engine".into())
+            .name("ember-engine".into())
             .spawn(move || {
                 // Part of every decode runs on this thread: it takes the decode threads'
                 // priority.

@@ -28,19 +28,20 @@ use axum::Json;
 use serde_json::{json, Value};
 
 pub use request::{
-    ApplyTemplateRequest, ChatRequest, CompletionRequest, Content, EmbeddingsRequest, FormatKind,
-    JsonSchemaFormat, Message, OneOrMany, ResponseFormat, Sampling, StreamOptions,
+    ApplyTemplateRequest, ChatRequest, CompletionRequest, Content, EmbeddingsRequest,
+    EncodingFormat, FormatKind, JsonSchemaFormat, Message, OneOrMany, ResponseFormat, Sampling,
+    StreamOptions,
 };
 pub use response::{
     AssistantMessage, ChatChoice, ChatCompletion, ChatLogprobs, ChatTokenLogprob, Completion,
-    CompletionChoice, CompletionLogprobs, EmbeddingItem, EmbeddingList, EmbeddingUsage,
+    CompletionChoice, CompletionLogprobs, Embedding, EmbeddingItem, EmbeddingList, EmbeddingUsage,
     FunctionCall, ModelCard, ModelList, ModelMeta, ToolCall, TopLogprob, Usage,
 };
 
-use super::{ApiError, AppState, ErrorBody};
 use crate::llm::Llm;
 use crate::metrics::EndpointLabel;
 use crate::state::ModelState;
+use crate::{ApiError, AppState, ErrorBody};
 use chat::render;
 use generation::{
     collect_all, gen_request, spawn_choices, summary_of, take_slot, Delivery, PromptInput, NEXT_ID,
@@ -60,7 +61,7 @@ pub use tokens::{
 
 /// `system_fingerprint` of every completion: which server build answered (llama-server's is
 /// `b<build>-<commit>`).
-pub(crate) const SYSTEM_FINGERPRINT: &str = concat!("b", env!("CARGO_PKG_VERSION"), "-insightd");
+pub(crate) const SYSTEM_FINGERPRINT: &str = concat!("b", env!("CARGO_PKG_VERSION"), "-ember-serve");
 
 fn now_secs() -> u64 {
     SystemTime::now()
@@ -71,13 +72,13 @@ fn now_secs() -> u64 {
 
 fn need_model(state: &AppState) -> Result<Arc<Llm>, ApiError> {
     state.llm().ok_or_else(|| {
-        let why = super::ops::model_status(state);
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "model_not_loaded",
             format!(
-                "no model is loaded ({}): start insightd with --model <GGUF>",
-                why.name()
+                "no model is loaded ({}): {}",
+                state.model_state().name(),
+                state.no_model_hint
             ),
         )
     })
@@ -146,7 +147,7 @@ pub async fn models(State(state): State<AppState>) -> Json<ModelList> {
             id: llm.name().to_string(),
             object: "model",
             created: 0,
-            owned_by: "insightd",
+            owned_by: state.owned_by.clone(),
             meta: ModelMeta {
                 description: llm.model().description(),
                 n_ctx: llm.config().ctx_size,
@@ -268,7 +269,7 @@ pub async fn chat_completions(
         (false, Some(_)) => return Err(ApiError::bad_request("top_logprobs needs logprobs: true")),
     };
     let verbose =
-        (body.verbose || state.config.model.verbose).then(|| json!({"prompt": rendered.prompt}));
+        (body.verbose || state.config.verbose).then(|| json!({"prompt": rendered.prompt}));
     let (mut req, delivery) = gen_request(
         &state,
         &llm,
@@ -440,14 +441,15 @@ pub async fn embeddings(
     State(state): State<AppState>,
     Json(body): Json<EmbeddingsRequest>,
 ) -> Result<Json<EmbeddingList>, ApiError> {
+    let format = body.encoding_format;
     let (vectors, tokens, model) = embed(&state, body.input.into_vec()).await?;
     let data = vectors
         .into_iter()
         .enumerate()
-        .map(|(index, embedding)| EmbeddingItem {
+        .map(|(index, vector)| EmbeddingItem {
             object: "embedding",
             index,
-            embedding,
+            embedding: Embedding::new(vector, format),
         })
         .collect();
     Ok(Json(EmbeddingList {

@@ -1,4 +1,4 @@
-//! `[model]`: the GGUF file and its generation settings.
+//! [`ModelConfig`]: the GGUF file and its generation settings (insightd's `[model]` section).
 
 use std::path::PathBuf;
 
@@ -10,18 +10,8 @@ pub const MAX_THREADS: i32 = 512;
 /// The scheduling priority of the engine's threads (the decode threads and the engine
 /// thread). One batch holds API requests and insights together, so it is the engine's
 /// setting, not a request's; probes, rules and HTTP always run at normal priority.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Default,
-    Serialize,
-    Deserialize,
-    clap::ValueEnum,
-    utoipa::ToSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum ModelPriority {
     /// nice 19: the node's workloads come first; the model gets the CPU they leave.

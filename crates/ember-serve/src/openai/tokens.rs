@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::need_model;
-use crate::http::{ApiError, AppState, ErrorBody};
+use crate::{ApiError, AppState, ErrorBody};
 
 /// `POST /tokenize` body.
 #[derive(Debug, Deserialize, ToSchema)]
