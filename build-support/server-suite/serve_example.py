@@ -10,35 +10,18 @@ Prints what it checks; exits non-zero on the first failure.
 """
 
 import struct
-import subprocess
 import sys
-import time
 import urllib.request
 
 import openai
+
+from served import served
 
 binary, model, port = sys.argv[1:4]
 base = f"http://127.0.0.1:{port}"
 
 
-def wait_ready(proc):
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            sys.exit(f"serve_example: the example exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(f"{base}/health", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    sys.exit("serve_example: the example did not answer /health within 120 s")
-
-
-proc = subprocess.Popen([binary, model, f"127.0.0.1:{port}"])
-try:
-    wait_ready(proc)
+with served([binary, model, f"127.0.0.1:{port}"], base, "serve_example"):
     client = openai.OpenAI(base_url=f"{base}/v1", api_key="none", max_retries=0, timeout=120)
 
     models = client.models.list().data
@@ -103,9 +86,3 @@ try:
         assert r.read().decode().startswith("hello from the application"), "the app's own route"
     print("serve_example: the application's own /hello answers beside the model's routes")
     print("serve_example: ok")
-finally:
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()

@@ -11,12 +11,12 @@ Prints what it checks; exits non-zero on the first failure.
 
 import json
 import os
-import subprocess
 import sys
-import time
 import urllib.request
 
 import openai
+
+from served import served
 
 launcher, model, template, port = sys.argv[1:5]
 base = f"http://127.0.0.1:{port}"
@@ -50,28 +50,9 @@ def check_arguments(text):
     return args
 
 
-def wait_ready(proc):
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            sys.exit(f"tool_calls: insightd exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(f"{base}/health", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    sys.exit("tool_calls: insightd did not answer /health within 120 s")
-
-
-proc = subprocess.Popen(
-    [launcher, "--host", "127.0.0.1", "--port", port, "-m", model, "--jinja",
-     "--chat-template-file", template, "-np", "1", "-c", "2048"],
-    env=dict(os.environ, EMBER_SERVER_SUITE_DROPPED=os.devnull),
-)
-try:
-    wait_ready(proc)
+argv = [launcher, "--host", "127.0.0.1", "--port", port, "-m", model, "--jinja",
+        "--chat-template-file", template, "-np", "1", "-c", "2048"]
+with served(argv, base, "tool_calls", env=dict(os.environ, EMBER_SERVER_SUITE_DROPPED=os.devnull)):
     client = openai.OpenAI(base_url=f"{base}/v1", api_key="none")
     question = {"role": "user", "content": "What is the weather in Paris, in celsius?"}
     for choice in ["required", {"type": "function", "function": {"name": "get_weather"}}]:
@@ -112,9 +93,3 @@ try:
     print(f"tool_calls: the next answer ({res.choices[0].finish_reason}): "
           f"{json.dumps(res.choices[0].message.content)}")
     print("tool_calls: ok")
-finally:
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
