@@ -8,7 +8,7 @@
 //! | `llama`  | [`ember_llama`]     | safe inference API: models, contexts, sampling, chat, embeddings |
 //! | `llama`  | [`ember_llama_sys`] | raw bindings to a statically linked, pinned llama.cpp |
 //! | `probes` | [`ember_probes`]    | eBPF probes, typed kernel events, a process table     |
-//! | `serve`  | [`ember_serve`]     | an OpenAI-compatible server of a model as an axum `Router` |
+//! | `serve`  | [`ember_serve`](https://docs.rs/ember-serve) | an OpenAI-compatible server of a model as an axum `Router` |
 
 // docs.rs (nightly, `--cfg docsrs`): items gated on a feature or target say so.
 #![cfg_attr(docsrs, feature(doc_cfg))]
