@@ -71,7 +71,9 @@ pub enum Reasoning {
     Off,
 }
 
-/// Model and generation settings.
+/// Model and generation settings: every field has a default, so a TOML or JSON object of
+/// the fields given is one (insightd's `[model]` section). Answers that name a setting call
+/// it `model.<field>`, as insightd's configuration does.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ModelConfig {

@@ -4,8 +4,8 @@
 //!
 //! Every generation runs in the engine's batch ([`crate::engine`]): `model.max_concurrent`
 //! at once, up to `model.queue` more waiting in order; a request beyond that is answered 429
-//! at once (counted in `insightd_generations_rejected_total`). One whose client disconnects
-//! leaves the batch at the next step (counted in `insightd_generations_cancelled_total` and
+//! at once (counted in [`ServeMetrics::generations_rejected`](crate::ServeMetrics::generations_rejected)). One whose client disconnects
+//! leaves the batch at the next step (counted in [`ServeMetrics::generations_cancelled`](crate::ServeMetrics::generations_cancelled) and
 //! logged).
 
 mod chat;

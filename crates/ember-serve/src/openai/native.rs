@@ -59,7 +59,7 @@ pub struct NativeCompletionRequest {
     /// Accepted: a prompt's prefix shared with earlier ones is always reused from the KV cache.
     #[allow(dead_code)]
     cache_prompt: Option<bool>,
-    /// Accepted: insightd's sequences are not bound to slots.
+    /// Accepted: the engine's sequences are not bound to slots.
     #[allow(dead_code)]
     id_slot: Option<i64>,
     #[serde(flatten)]

@@ -25,9 +25,9 @@ pub struct ModelCard {
     pub(super) object: &'static str,
     /// Always 0.
     pub(super) created: u64,
-    /// `insightd`.
+    /// [`Server::owned_by`](crate::Server::owned_by) (`ember-serve`; insightd says `insightd`).
     pub(super) owned_by: String,
-    /// What insightd knows of it.
+    /// What the server knows of it.
     pub(super) meta: ModelMeta,
     /// Other names requests may give it (model.aliases, llama-server's `--alias a,b`).
     pub(super) aliases: Vec<String>,
@@ -76,7 +76,7 @@ pub struct Completion {
     pub(super) created: u64,
     /// The model's name.
     pub(super) model: String,
-    /// The server's build (`b<insightd version>-insightd`), as llama-server reports its own.
+    /// The server's build (`b<ember-serve version>-ember-serve`), as llama-server reports its own.
     pub(super) system_fingerprint: &'static str,
     /// One choice.
     pub(super) choices: Vec<CompletionChoice>,
@@ -110,7 +110,7 @@ pub struct ChatCompletion {
     pub(super) created: u64,
     /// The model's name.
     pub(super) model: String,
-    /// The server's build (`b<insightd version>-insightd`), as llama-server reports its own.
+    /// The server's build (`b<ember-serve version>-ember-serve`), as llama-server reports its own.
     pub(super) system_fingerprint: &'static str,
     /// One choice.
     pub(super) choices: Vec<ChatChoice>,
